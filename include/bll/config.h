@@ -1,0 +1,122 @@
+// The run configuration: YAML file + `section.key=value` overrides, validated against one table
+// of known keys (config_schema), which also generates --help. Nothing trains until every key is
+// known, typed and in range.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace bll {
+
+struct DataConfig {
+  std::string dataset;       // fashion-mnist | mnist | cifar10
+  std::string dir;           // folder holding the data set's files
+  bool normalize = true;     // per-channel standardization with train-set statistics
+  bool hflip = false;        // random horizontal flip (training only)
+  int64_t crop_padding = 0;  // random crop after zero padding (training only); 0 = off
+  int64_t train_limit = 0;   // use only the first N training samples; 0 = all
+  int64_t test_limit = 0;    // use only the first N test samples; 0 = all
+};
+
+struct ModelConfig {
+  std::string type;              // mlp | cnn
+  std::vector<int64_t> widths;   // cnn: channels per stage; mlp: hidden sizes
+  int64_t convs_per_stage = 1;   // cnn: conv-bn-relu layers per stage (the last one downsamples)
+  int64_t head_hidden = 0;       // hidden units of the classifier head; 0 = linear head
+  int64_t blocks = 1;            // N: the network is split into N blocks
+  std::vector<int64_t> split;    // optional: units per block (must sum to the unit count)
+};
+
+struct LossConfig {
+  double kl_weight = 1.0;     // weight of D_KL(rho_k || alpha_k)
+  double pred_weight = 1.0;   // weight of the local predictive (readout) cross-entropy
+  double sigma = 1.0;         // standard deviation of the Gaussian messages
+  std::string mixing;         // schedule: m = 1/(1 + tau*epoch) | constant: m = mixing_m
+  double tau = 0.5;
+  double mixing_m = 0.5;
+  int64_t readout_pool = 2;   // readout classifier sees alpha average-pooled to pool x pool
+  std::string feedback;       // closed_form: g_k solved on each batch | gradient: trained by the optimizer
+  double feedback_momentum = 0.0;  // closed_form: weight of the previous solution (0 = this batch only)
+};
+
+struct OptimConfig {
+  std::string name;            // sgd | adam
+  double lr = 1e-3;
+  double momentum = 0.9;       // sgd only
+  double weight_decay = 0.0;
+  std::string schedule;        // constant | cosine
+  int64_t t_max = 0;           // cosine period in epochs; 0 = train.epochs
+  double lr_min = 0.0;
+};
+
+struct TrainConfig {
+  int64_t epochs = 1;
+  int64_t batch_size = 128;
+  int64_t seed = 0;
+  int64_t in_flight = 2;       // batches a rank may run ahead of the next one
+};
+
+struct RuntimeConfig {
+  std::string run_dir;         // where config, metrics and parameters go
+  int64_t threads = 0;         // intra-op threads per rank; 0 = cores of the node / ranks on it
+  std::string progress;        // auto | on | off (progress bar on rank 0)
+  bool save_params = true;     // write each block's parameters at the end
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  LossConfig loss;
+  OptimConfig optim;
+  TrainConfig train;
+  RuntimeConfig runtime;
+  std::string source;          // the file it came from, for messages
+};
+
+enum class KeyType { Int, Float, Bool, String, IntList };
+
+// A typed configuration value; only the member matching the key's type is meaningful.
+struct Value {
+  int64_t i = 0;
+  double f = 0;
+  bool b = false;
+  std::string s;
+  std::vector<int64_t> list;
+};
+
+// One known key. The table of these validates files and overrides, and generates --help.
+struct KeySpec {
+  std::string name;                    // "section.key"
+  KeyType type;
+  std::string default_yaml;            // default as YAML text; unused when required
+  bool required = false;
+  double min = -1e300, max = 1e300;    // inclusive range of numbers (of each list element)
+  std::vector<std::string> choices;    // allowed strings; empty = any
+  std::string help;
+  std::function<void(Config&, const Value&)> assign;
+  std::function<Value(const Config&)> read;
+};
+
+const std::vector<KeySpec>& config_schema();
+
+// Reads `path`, applies `overrides` ("section.key=value"), validates, and returns the typed
+// configuration. Throws ConfigError with one line that names the file (or "command line"), the
+// key and what was expected.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// Same, from YAML text (tests; `source` names it in messages).
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides);
+
+// The resolved configuration as YAML: every key, defaults included.
+std::string config_to_yaml(const Config& config);
+
+// The --help text for keys, generated from config_schema().
+std::string config_help();
+
+// Levenshtein distance, for "did you mean" suggestions.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+}  // namespace bll

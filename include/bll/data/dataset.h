@@ -1,0 +1,33 @@
+// A labelled image data set held in memory, and how to load one from a data folder.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "bll/config.h"
+
+namespace bll {
+
+struct Dataset {
+  torch::Tensor images;  // uint8 [N, C, H, W]
+  torch::Tensor labels;  // int64 [N], in [0, num_classes)
+  int64_t size() const { return labels.size(0); }
+};
+
+struct DataSplit {
+  Dataset train, test;
+  int64_t num_classes = 10;
+  std::string name;
+};
+
+// Loads data.dataset from data.dir (IDX files for mnist/fashion-mnist, binary batches for
+// cifar10), applies data.train_limit/test_limit, and checks that images and labels agree.
+// Throws DataError naming the file and the problem.
+DataSplit load_dataset(const DataConfig& config);
+
+// Path of a data file in `dir`: `name.gz` or `name`, whichever exists; throws DataError naming
+// both when neither does.
+std::string find_data_file(const std::string& dir, const std::string& name);
+
+}  // namespace bll

@@ -1,0 +1,62 @@
+// Turns an in-memory Dataset into batches: seeded shuffling, augmentation and normalization.
+// Only the rank that feeds the pipeline (rank 0) holds one.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <random>
+
+#include "bll/data/dataset.h"
+
+namespace bll {
+
+struct Batch {
+  torch::Tensor x;  // float [b, C, H, W], normalized
+  torch::Tensor y;  // int64 [b]
+};
+
+// Per-channel standardization; statistics come from the training set.
+struct Normalizer {
+  torch::Tensor mean, std;  // float [C]
+  static Normalizer fit(const torch::Tensor& images_u8);
+  static Normalizer identity(int64_t channels);  // x/255 only
+  torch::Tensor apply(const torch::Tensor& images_u8) const;  // -> float, (x/255 - mean)/std
+};
+
+struct Augment {
+  bool hflip = false;
+  int64_t crop_padding = 0;
+};
+
+// Batches of one split. Training sources shuffle each epoch with a generator seeded by
+// (seed, epoch), so the order depends only on those two numbers; they drop the last partial
+// batch so that every batch has the same shape. Evaluation sources keep the order and the tail.
+class BatchSource {
+ public:
+  BatchSource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed);
+
+  int64_t num_batches() const;
+  int64_t batch_size_of(int64_t t) const;  // samples in batch t
+  void start_epoch(int64_t epoch);          // re-shuffles (training) and re-seeds augmentation
+  Batch get(int64_t t);                     // batch t of the current epoch, in order
+
+ private:
+  torch::Tensor augment(torch::Tensor images_u8);
+
+  Dataset data_;
+  Normalizer norm_;
+  int64_t batch_size_;
+  bool train_;
+  Augment aug_;
+  uint64_t seed_;
+  std::vector<int64_t> order_;
+  std::mt19937_64 rng_;
+};
+
+// Number of batches and the size of batch t, for a split of n samples. Every rank computes the
+// batch shapes it will receive from these, so no shape travels with the tensors.
+int64_t num_batches(int64_t n, int64_t batch_size, bool drop_last);
+int64_t batch_size_of(int64_t n, int64_t batch_size, int64_t t);
+
+}  // namespace bll

@@ -1,0 +1,53 @@
+// What a run reports: one record per epoch, printed by rank 0 as one line and appended to
+// metrics.jsonl in the run directory; a progress bar while an epoch runs on a terminal.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace bll {
+
+struct EpochRecord {
+  int64_t epoch = 0;            // 1-based
+  double test_top1 = 0, test_top3 = 0, train_top1 = 0;  // percent, network output
+  double train_loss = 0;        // mean cross-entropy of the network output
+  double samples_per_sec = 0;   // training samples / slowest rank's training time
+  double seconds = 0;           // wall time of the epoch: training + evaluation
+  double train_seconds = 0, eval_seconds = 0;
+  double mixing = 0, lr = 0;
+  std::vector<double> readout_test, readout_train;  // percent, per hidden block
+  std::vector<double> block_loss, block_kl, block_pred;  // mean per batch, per block
+  std::vector<double> rank_wait_seconds;  // training time each rank spent blocked on messages
+};
+
+std::string to_json_line(const EpochRecord& r);
+std::string format_epoch_line(const EpochRecord& r, int64_t epochs);
+
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path);  // truncates
+  void append(const EpochRecord& r);
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// A one-line progress bar on stdout, redrawn at most a few times a second.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  void update(int64_t done, int64_t total, const std::string& label);
+  void clear();
+
+ private:
+  bool enabled_;
+  double last_ = -1;
+  bool drawn_ = false;
+};
+
+bool stdout_is_terminal();
+
+}  // namespace bll

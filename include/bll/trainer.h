@@ -1,0 +1,32 @@
+// The training run of one rank, start to end. The same function runs every rank of a K-rank
+// job and the single rank of a 1-process job; only the transport differs.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bll/config.h"
+#include "bll/metrics.h"
+#include "bll/transport/transport.h"
+
+namespace bll {
+
+struct TrainResult {
+  std::vector<EpochRecord> epochs;  // identical on every rank
+  // This rank's blocks: parameters then buffers, in registration order, by block index.
+  std::map<int64_t, std::vector<torch::Tensor>> block_state;
+};
+
+struct TrainOptions {
+  bool print = true;  // rank 0 prints progress and epoch lines
+};
+
+// The run directory a configuration resolves to: runtime.run_dir, else runs/<config file stem>.
+std::string resolve_run_dir(const Config& config);
+
+TrainResult run_training(const Config& config, Transport& transport, const TrainOptions& options = {});
+
+}  // namespace bll

@@ -1,0 +1,53 @@
+// How tensors move between ranks. One interface; one backend per file (mpi_transport.cpp now).
+//
+// Contracts:
+//  - Non-blocking calls return a Work handle; the tensor must stay alive and untouched until the
+//    handle completes (handles keep a reference to it).
+//  - Point-to-point messages between one pair of ranks with the same tag arrive in the order
+//    they were sent.
+//  - Collectives (ibroadcast, allreduce_sum, broadcast_string, barrier) must be called by every
+//    rank of the transport in the same order.
+//  - Only the thread that created the transport calls it.
+//  - wait() gives up after the transport's timeout and throws RuntimeError naming the operation
+//    and the peer, so that a lost rank stops the job instead of hanging it.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+namespace bll {
+
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual bool test() = 0;  // true once complete; never blocks
+  virtual void wait() = 0;  // blocks until complete (or throws on timeout)
+  double waited_seconds() const { return waited_; }
+
+ protected:
+  double waited_ = 0;
+};
+using WorkPtr = std::unique_ptr<Work>;
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;
+
+  virtual WorkPtr isend(const torch::Tensor& t, int dst, int tag, const std::string& what) = 0;
+  virtual WorkPtr irecv(const torch::Tensor& t, int src, int tag, const std::string& what) = 0;
+  virtual WorkPtr ibroadcast(const torch::Tensor& t, int root, const std::string& what) = 0;
+
+  virtual void allreduce_sum(const torch::Tensor& t) = 0;  // in place, blocking
+  virtual void broadcast_string(std::string& s, int root) = 0;
+  virtual void barrier() = 0;
+
+  // Ends every rank of the job now with `code` (after this rank has reported why).
+  [[noreturn]] virtual void abort(int code) = 0;
+};
+
+}  // namespace bll

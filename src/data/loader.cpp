@@ -1,0 +1,84 @@
+#include "bll/data/loader.h"
+
+#include <numeric>
+
+namespace bll {
+
+int64_t num_batches(int64_t n, int64_t batch_size, bool drop_last) {
+  return drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
+}
+
+int64_t batch_size_of(int64_t n, int64_t batch_size, int64_t t) {
+  return std::min(batch_size, n - t * batch_size);
+}
+
+Normalizer Normalizer::fit(const torch::Tensor& images_u8) {
+  auto x = images_u8.to(torch::kFloat64).div_(255.0);
+  auto mean = x.mean({0, 2, 3});
+  auto std = x.std({0, 2, 3}).clamp_min(1e-6);
+  return {mean.to(torch::kFloat32), std.to(torch::kFloat32)};
+}
+
+Normalizer Normalizer::identity(int64_t channels) {
+  return {torch::zeros({channels}), torch::ones({channels})};
+}
+
+torch::Tensor Normalizer::apply(const torch::Tensor& images_u8) const {
+  auto x = images_u8.to(torch::kFloat32).div_(255.0f);
+  return x.sub_(mean.view({1, -1, 1, 1})).div_(std.view({1, -1, 1, 1}));
+}
+
+BatchSource::BatchSource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed)
+    : data_(std::move(data)), norm_(std::move(norm)), batch_size_(batch_size), train_(train), aug_(aug), seed_(seed) {
+  order_.resize(size_t(data_.size()));
+  std::iota(order_.begin(), order_.end(), 0);
+}
+
+int64_t BatchSource::num_batches() const { return bll::num_batches(data_.size(), batch_size_, train_); }
+
+int64_t BatchSource::batch_size_of(int64_t t) const { return bll::batch_size_of(data_.size(), batch_size_, t); }
+
+void BatchSource::start_epoch(int64_t epoch) {
+  rng_.seed(seed_ * 1000003ull + uint64_t(epoch) * 7919ull + (train_ ? 1 : 2));
+  std::iota(order_.begin(), order_.end(), 0);
+  if (!train_) return;
+  // Fisher-Yates with our own draws: the same permutation on every platform and library.
+  for (size_t i = order_.size(); i > 1; --i) {
+    const size_t j = size_t(rng_() % i);
+    std::swap(order_[i - 1], order_[j]);
+  }
+}
+
+torch::Tensor BatchSource::augment(torch::Tensor img) {
+  if (aug_.crop_padding > 0) {
+    const int64_t p = aug_.crop_padding, h = img.size(2), w = img.size(3);
+    auto padded = torch::constant_pad_nd(img, {p, p, p, p}, 0);
+    auto out = torch::empty_like(img);
+    for (int64_t i = 0; i < img.size(0); ++i) {
+      const int64_t dy = int64_t(rng_() % uint64_t(2 * p + 1)), dx = int64_t(rng_() % uint64_t(2 * p + 1));
+      out[i].copy_(padded[i].narrow(1, dy, h).narrow(2, dx, w));
+    }
+    img = out;
+  }
+  if (aug_.hflip) {
+    std::vector<int64_t> flip;
+    for (int64_t i = 0; i < img.size(0); ++i)
+      if (rng_() & 1) flip.push_back(i);
+    if (!flip.empty()) {
+      auto idx = torch::tensor(flip, torch::kInt64);
+      img = img.clone();
+      img.index_copy_(0, idx, img.index_select(0, idx).flip({3}));
+    }
+  }
+  return img;
+}
+
+Batch BatchSource::get(int64_t t) {
+  const int64_t b = batch_size_of(t);
+  auto idx = torch::from_blob(order_.data() + t * batch_size_, {b}, torch::kInt64).clone();
+  auto img = data_.images.index_select(0, idx);
+  if (train_) img = augment(img);
+  return {norm_.apply(img), data_.labels.index_select(0, idx)};
+}
+
+}  // namespace bll

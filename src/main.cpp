@@ -1,0 +1,99 @@
+// bll-train: block-local learning, one block range per MPI rank.
+//   mpirun -np K bll-train CONFIG.yaml [section.key=value ...]
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bll/config.h"
+#include "bll/error.h"
+#include "bll/runtime.h"
+#include "bll/trainer.h"
+#include "bll/transport/mpi.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: bll-train CONFIG.yaml [section.key=value ...]\n"
+    "       mpirun -np K bll-train CONFIG.yaml [section.key=value ...]\n"
+    "\n"
+    "Trains the network of CONFIG.yaml with block-local learning; each of the K ranks owns a\n"
+    "contiguous range of the model.blocks blocks. Overrides take YAML values, e.g.\n"
+    "train.epochs=1 model.widths=[16,32].\n"
+    "Exit codes: 0 done, 2 usage or configuration error, 3 data error, 4 runtime error.\n"
+    "\n"
+    "Configuration keys:\n";
+
+int run(int argc, char** argv, int rank, int world) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") {
+      if (rank == 0) std::printf("%s%s", kUsage, bll::config_help().c_str());
+      return bll::kExitOk;
+    }
+  if (args.empty() || args[0].rfind("-", 0) == 0)
+    throw bll::AgreedError(bll::kExitUsage, args.empty() ? "missing CONFIG.yaml (bll-train --help)"
+                                                         : "unknown option '" + args[0] + "' (bll-train --help)",
+                           rank == 0);
+
+  bll::Config config;
+  try {
+    config = bll::load_config(args[0], {args.begin() + 1, args.end()});
+  } catch (const bll::Error& e) {
+    throw bll::AgreedError(e.code(), e.what(), rank == 0);  // every rank parses the same file
+  }
+
+  const int local = bll::local_ranks(MPI_COMM_WORLD);
+  const int threads = bll::configure_threads(config.runtime, local);
+  if (rank == 0)
+    std::printf("bll-train: %d rank%s, %d on this node, %d intra-op thread%s each\n", world, world > 1 ? "s" : "",
+                local, threads, threads > 1 ? "s" : "");
+
+  auto transport = bll::make_mpi_transport(MPI_COMM_WORLD);
+  bll::run_training(config, *transport);
+  return bll::kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bll::keep_freed_memory();
+  int provided = 0;
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    std::fprintf(stderr, "bll-train: error: MPI_Init_thread failed\n");
+    return bll::kExitRuntime;
+  }
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);  // errors come back as codes we check
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+
+  int code = bll::kExitOk;
+  std::string message;
+  try {
+    code = run(argc, argv, rank, world);
+  } catch (const bll::AgreedError& e) {
+    if (e.report) std::fprintf(stderr, "bll-train: error: %s\n", e.what());
+    MPI_Finalize();
+    return e.code();
+  } catch (const bll::Error& e) {
+    code = e.code(), message = e.what();
+  } catch (const c10::Error& e) {
+    code = bll::kExitRuntime, message = std::string("torch: ") + e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    code = bll::kExitRuntime, message = e.what();
+  }
+  if (code != bll::kExitOk) {
+    // One rank's failure: report it and take the whole job down, so that no rank waits forever.
+    const auto nl = message.find('\n');
+    std::fprintf(stderr, "bll-train: error on rank %d: %s\n", rank, message.substr(0, nl).c_str());
+    std::fflush(stderr);
+    if (world > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    MPI_Finalize();
+    return code;
+  }
+  MPI_Finalize();
+  return bll::kExitOk;
+}

@@ -1,0 +1,96 @@
+#include "bll/metrics.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "bll/error.h"
+
+namespace bll {
+
+std::string to_json_line(const EpochRecord& r) {
+  nlohmann::json j;
+  j["epoch"] = r.epoch;
+  j["test_top1"] = r.test_top1;
+  j["test_top3"] = r.test_top3;
+  j["train_top1"] = r.train_top1;
+  j["train_loss"] = r.train_loss;
+  j["samples_per_sec"] = r.samples_per_sec;
+  j["seconds"] = r.seconds;
+  j["train_seconds"] = r.train_seconds;
+  j["eval_seconds"] = r.eval_seconds;
+  j["mixing"] = r.mixing;
+  j["lr"] = r.lr;
+  j["readout_test_top1"] = r.readout_test;
+  j["readout_train_top1"] = r.readout_train;
+  j["block_loss"] = r.block_loss;
+  j["block_kl"] = r.block_kl;
+  j["block_pred"] = r.block_pred;
+  j["rank_wait_seconds"] = r.rank_wait_seconds;
+  return j.dump();
+}
+
+std::string format_epoch_line(const EpochRecord& r, int64_t epochs) {
+  char head[256];
+  std::snprintf(head, sizeof head, "epoch %lld/%lld  loss %.4f  train %.2f%%  test %.2f%% (top-3 %.2f%%)",
+                (long long)r.epoch, (long long)epochs, r.train_loss, r.train_top1, r.test_top1, r.test_top3);
+  std::string line = head;
+  if (!r.readout_test.empty()) {
+    line += "  readouts";
+    for (size_t i = 0; i < r.readout_test.size(); ++i) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%s%.1f", i ? "/" : " ", r.readout_test[i]);
+      line += b;
+    }
+    line += "%";
+  }
+  char tail[160];
+  std::snprintf(tail, sizeof tail, "  m %.3f  lr %.2e  %.0f samples/s  %.1fs", r.mixing, r.lr, r.samples_per_sec,
+                r.seconds);
+  return line + tail;
+}
+
+MetricsLog::MetricsLog(const std::string& path) : path_(path), out_(path, std::ios::trunc) {
+  if (!out_) throw RuntimeError(path + ": cannot create metrics file");
+}
+
+void MetricsLog::append(const EpochRecord& r) {
+  out_ << to_json_line(r) << "\n";
+  out_.flush();
+  if (!out_) throw RuntimeError(path_ + ": write failed");
+}
+
+bool stdout_is_terminal() {
+  // mpirun hands rank 0 a pseudo-terminal even when its own output is a file or a pipe, so also
+  // ask for a real terminal type and no CI marker.
+  const char* term = std::getenv("TERM");
+  const bool real_term = term && *term && std::string(term) != "dumb";
+  return isatty(STDOUT_FILENO) != 0 && real_term && !std::getenv("CI");
+}
+
+void ProgressBar::update(int64_t done, int64_t total, const std::string& label) {
+  if (!enabled_ || total <= 0) return;
+  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (done < total && now - last_ < 0.2) return;
+  last_ = now;
+  const int width = 30;
+  const int filled = int(double(width) * double(done) / double(total));
+  std::string bar(size_t(filled), '=');
+  if (filled < width) bar += '>';
+  bar.resize(size_t(width), ' ');
+  std::printf("\r%s [%s] %lld/%lld", label.c_str(), bar.c_str(), (long long)done, (long long)total);
+  std::fflush(stdout);
+  drawn_ = true;
+}
+
+void ProgressBar::clear() {
+  if (!drawn_) return;
+  std::printf("\r%80s\r", "");
+  std::fflush(stdout);
+  drawn_ = false;
+}
+
+}  // namespace bll

@@ -1,0 +1,230 @@
+#include "bll/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "bll/data/dataset.h"
+#include "bll/data/loader.h"
+#include "bll/error.h"
+#include "bll/learner.h"
+#include "bll/pipeline.h"
+#include "bll/placement.h"
+
+namespace bll {
+namespace fs = std::filesystem;
+namespace {
+
+// What every rank must know about the data; only rank 0 holds the data itself.
+struct DataInfo {
+  int64_t n_train = 0, n_test = 0, num_classes = 0;
+  Shape sample_shape;  // {C, H, W}
+};
+
+struct RankData {  // rank 0 only
+  std::optional<BatchSource> train, test;
+};
+
+// Rank 0 prepares the run directory and loads the data; every rank learns the outcome. A failure
+// there ends every rank with the same exit code before any training, reported once by rank 0.
+DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t, RankData& data) {
+  DataInfo info;
+  std::string status = "ok";
+  if (t.rank() == 0) {
+    try {
+      std::error_code ec;
+      fs::create_directories(run_dir, ec);
+      if (ec) throw RuntimeError("runtime.run_dir '" + run_dir + "': cannot create (" + ec.message() + ")");
+      std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
+      DataSplit split = load_dataset(config.data);
+      info.n_train = split.train.size();
+      info.n_test = split.test.size();
+      info.num_classes = split.num_classes;
+      const auto s = split.train.images.sizes();
+      info.sample_shape = {s[1], s[2], s[3]};
+      const Normalizer norm = config.data.normalize ? Normalizer::fit(split.train.images)
+                                                    : Normalizer::identity(s[1]);
+      const uint64_t seed = uint64_t(config.train.seed);
+      data.train.emplace(split.train, norm, config.train.batch_size, true,
+                         Augment{config.data.hflip, config.data.crop_padding}, seed);
+      data.test.emplace(split.test, norm, config.train.batch_size, false, Augment{}, seed);
+      if (data.train->num_batches() == 0)
+        throw ConfigError(config.source + ": key 'train.batch_size': " + std::to_string(config.train.batch_size) +
+                          " is larger than the training set (" + std::to_string(info.n_train) + " samples)");
+    } catch (const Error& e) {
+      status = std::to_string(int(e.code())) + ":" + e.what();
+    }
+  }
+  t.broadcast_string(status, 0);
+  if (status != "ok") {
+    const auto colon = status.find(':');
+    const auto code = ExitCode(std::stoi(status.substr(0, colon)));
+    throw AgreedError(code, status.substr(colon + 1), t.rank() == 0);
+  }
+  auto meta = torch::zeros({6}, torch::kInt64);
+  if (t.rank() == 0)
+    meta = torch::tensor({info.n_train, info.n_test, info.num_classes, info.sample_shape[0], info.sample_shape[1],
+                          info.sample_shape[2]},
+                         torch::kInt64);
+  t.ibroadcast(meta, 0, "data description")->wait();
+  auto m = meta.accessor<int64_t, 1>();
+  info = {m[0], m[1], m[2], {m[3], m[4], m[5]}};
+  return info;
+}
+
+double percent(double num, double den) { return den > 0 ? 100.0 * num / den : 0.0; }
+
+// Adds up the per-block statistics and per-rank timings of all ranks (every rank gets the sum).
+EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockStats>& train,
+                         const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
+                         int64_t trained_samples, const BlockLearner& any_learner) {
+  const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
+  auto buf = torch::zeros({2 * nb * F + 3 * K}, torch::kFloat64);
+  double* p = buf.data_ptr<double>();
+  for (int64_t k = 0; k < nb; ++k) {
+    train[size_t(k)].to(p + k * F);
+    test[size_t(k)].to(p + (nb + k) * F);
+  }
+  double* timing = p + 2 * nb * F;
+  timing[t.rank()] = tt.seconds;
+  timing[K + t.rank()] = tt.wait_s;
+  timing[2 * K + t.rank()] = et.seconds;
+  t.allreduce_sum(buf);
+
+  EpochRecord r;
+  r.epoch = epoch + 1;
+  for (int64_t k = 0; k < nb; ++k) {
+    const auto tr = BlockStats::from(p + k * F), te = BlockStats::from(p + (nb + k) * F);
+    r.block_loss.push_back(tr.batches > 0 ? tr.loss / tr.batches : 0);
+    r.block_kl.push_back(tr.batches > 0 ? tr.kl / tr.batches : 0);
+    r.block_pred.push_back(tr.batches > 0 ? tr.pred / tr.batches : 0);
+    if (k + 1 < nb) {
+      r.readout_train.push_back(percent(tr.correct1, tr.samples));
+      r.readout_test.push_back(percent(te.correct1, te.samples));
+    } else {
+      r.train_top1 = percent(tr.correct1, tr.samples);
+      r.train_loss = r.block_loss.back();
+      r.test_top1 = percent(te.correct1, te.samples);
+      r.test_top3 = percent(te.correct3, te.samples);
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    r.train_seconds = std::max(r.train_seconds, timing[k]);
+    r.rank_wait_seconds.push_back(timing[K + k]);
+    r.eval_seconds = std::max(r.eval_seconds, timing[2 * K + k]);
+  }
+  r.seconds = r.train_seconds + r.eval_seconds;
+  r.samples_per_sec = r.train_seconds > 0 ? double(trained_samples) / r.train_seconds : 0;
+  r.mixing = any_learner.mixing();
+  r.lr = any_learner.lr();
+  return r;
+}
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+std::string resolve_run_dir(const Config& config) {
+  if (!config.runtime.run_dir.empty()) return config.runtime.run_dir;
+  const std::string stem = config.source.empty() ? "run" : fs::path(config.source).stem().string();
+  return (fs::path("runs") / stem).string();
+}
+
+TrainResult run_training(const Config& config, Transport& t, const TrainOptions& options) {
+  const int rank = t.rank();
+  const bool print = options.print && rank == 0;
+  const std::string run_dir = resolve_run_dir(config);
+
+  // Where: this rank's blocks. Every rank checks the same numbers, so all fail together.
+  const Placement placement = [&] {
+    try {
+      return Placement(config.model.blocks, t.size());
+    } catch (const Error& e) {
+      throw AgreedError(e.code(), e.what(), rank == 0);
+    }
+  }();
+
+  RankData data;
+  const DataInfo info = start_up(config, run_dir, t, data);
+  const auto shapes = [&] {
+    try {  // e.g. more blocks than units: the same on every rank
+      return block_boundary_shapes(config.model, info.sample_shape, info.num_classes);
+    } catch (const Error& e) {
+      throw AgreedError(e.code(), e.what(), rank == 0);
+    }
+  }();
+
+  // What: the learners of this rank's blocks.
+  std::vector<BlockLearner> learners;
+  for (int64_t k = placement.first_block(rank); k < placement.end_block(rank); ++k)
+    learners.emplace_back(config, make_block(config, k, info.sample_shape, info.num_classes), info.num_classes);
+
+  // When: the free-running pipeline.
+  Pipeline pipeline(t, placement, learners, shapes, config.train.in_flight);
+
+  std::optional<MetricsLog> metrics;
+  if (rank == 0) metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string());
+  if (print) {
+    std::printf("bll-train: %s | %s %lld train / %lld test | %s, %lld blocks on %d rank%s (%s), in_flight %lld | run dir %s\n",
+                config.source.c_str(), config.data.dataset.c_str(), (long long)info.n_train, (long long)info.n_test,
+                config.model.type.c_str(), (long long)config.model.blocks, t.size(), t.size() > 1 ? "s" : "",
+                t.name().c_str(), (long long)config.train.in_flight, run_dir.c_str());
+    for (int r = 0; r < t.size(); ++r)
+      for (int64_t k = placement.first_block(r); k < placement.end_block(r); ++k)
+        std::printf("  rank %d: block %lld %s -> %s\n", r, (long long)k, shape_str(shapes[size_t(k)]).c_str(),
+                    shape_str(shapes[size_t(k) + 1]).c_str());
+    std::fflush(stdout);
+  }
+
+  ProgressBar bar(print && (config.runtime.progress == "on" ||
+                            (config.runtime.progress == "auto" && stdout_is_terminal())));
+  TrainResult result;
+  const int64_t epochs = config.train.epochs;
+  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+    for (auto& l : learners) l.start_epoch(epoch);
+    if (rank == 0) data.train->start_epoch(epoch), data.test->start_epoch(0);
+    std::vector<BlockStats> train_stats(size_t(config.model.blocks)), test_stats(size_t(config.model.blocks));
+
+    const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
+    const PhaseTiming tt = pipeline.train(data.train ? &*data.train : nullptr, info.n_train,
+                                          config.train.batch_size, train_stats,
+                                          [&](int64_t done, int64_t total) { bar.update(done, total, label); });
+    bar.clear();
+    const PhaseTiming et = pipeline.eval(data.test ? &*data.test : nullptr, info.n_test, config.train.batch_size,
+                                         test_stats);
+
+    EpochRecord rec = gather_epoch(t, epoch, train_stats, test_stats, tt, et,
+                                   num_batches(info.n_train, config.train.batch_size, true) * config.train.batch_size,
+                                   learners.front());
+    if (metrics) metrics->append(rec);
+    if (print) std::printf("%s\n", format_epoch_line(rec, epochs).c_str()), std::fflush(stdout);
+    result.epochs.push_back(rec);
+  }
+
+  for (auto& l : learners) {
+    auto& state = result.block_state[l.block()->index()];
+    for (const auto& p : l.block()->parameters()) state.push_back(p.detach().clone());
+    for (const auto& b : l.block()->buffers()) state.push_back(b.detach().clone());
+    if (config.runtime.save_params) {
+      const fs::path path = fs::path(run_dir) / ("block_" + std::to_string(l.block()->index()) + ".pt");
+      std::error_code ec;
+      fs::create_directories(run_dir, ec);
+      try {
+        torch::save(l.block(), path.string());
+      } catch (const c10::Error& e) {
+        throw RuntimeError(path.string() + ": cannot save block parameters: " + e.what_without_backtrace());
+      }
+    }
+  }
+  if (print && config.runtime.save_params)
+    std::printf("bll-train: done; metrics and parameters in %s\n", run_dir.c_str());
+  return result;
+}
+
+}  // namespace bll

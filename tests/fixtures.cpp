@@ -1,0 +1,51 @@
+#include "fixtures.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "bll/data/idx.h"
+
+namespace bll::test {
+namespace fs = std::filesystem;
+
+void make_images(int64_t n, uint64_t seed, torch::Tensor& images, torch::Tensor& labels) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  labels = torch::arange(n, torch::kInt64).remainder(10);
+  auto img = torch::rand({n, 28, 28}, gen).mul(60);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = labels[i].item<int64_t>();
+    const int64_t r = (c / 5) * 14 + 3, col = (c % 5) * 5 + 1;
+    img[i].narrow(0, r, 7).narrow(1, col, 7).add_(180);
+  }
+  images = img.clamp(0, 255).to(torch::kUInt8);
+}
+
+void write_idx_dataset(const std::string& dir, int64_t n_train, int64_t n_test, uint64_t seed) {
+  fs::create_directories(dir);
+  torch::Tensor img, lab;
+  make_images(n_train, seed, img, lab);
+  write_idx_images(dir + "/train-images-idx3-ubyte.gz", img);
+  write_idx_labels(dir + "/train-labels-idx1-ubyte.gz", lab);
+  make_images(n_test, seed + 1, img, lab);
+  write_idx_images(dir + "/t10k-images-idx3-ubyte.gz", img);
+  write_idx_labels(dir + "/t10k-labels-idx1-ubyte.gz", lab);
+}
+
+std::string temp_dir(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("bll-test-" + std::to_string(getpid()) + "-" + name);
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::string small_config_yaml(const std::string& dir, const std::string& run_dir) {
+  return "data: {dataset: fashion-mnist, dir: '" + dir + "'}\n"
+         "model: {type: cnn, widths: [8, 16, 16], head_hidden: 32, blocks: 4}\n"
+         "loss: {kl_weight: 1.0, pred_weight: 1.0}\n"
+         "optim: {name: adam, lr: 0.003}\n"
+         "train: {epochs: 2, batch_size: 32, seed: 7, in_flight: 2}\n"
+         "runtime: {run_dir: '" + run_dir + "', progress: 'off', save_params: false, threads: 1}\n";
+}
+
+}  // namespace bll::test

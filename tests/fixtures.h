@@ -1,0 +1,24 @@
+// Test data made on the spot: small IDX data sets whose classes are easy to tell apart, so a
+// few steps of training must raise accuracy far above chance.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace bll::test {
+
+// Images [n, 28, 28] of 10 classes: class c lights a 7x7 patch at one of 10 positions, plus
+// noise. Labels are round-robin over the classes.
+void make_images(int64_t n, uint64_t seed, torch::Tensor& images, torch::Tensor& labels);
+
+// Writes train/t10k IDX files (gzipped) into `dir`, created if needed.
+void write_idx_dataset(const std::string& dir, int64_t n_train, int64_t n_test, uint64_t seed);
+
+// A fresh empty folder under the system temp dir.
+std::string temp_dir(const std::string& name);
+
+// A YAML config for a small CNN on the fixture data in `dir`.
+std::string small_config_yaml(const std::string& dir, const std::string& run_dir);
+
+}  // namespace bll::test

@@ -1,0 +1,110 @@
+#include <catch2/catch.hpp>
+
+#include "bll/config.h"
+#include "bll/error.h"
+
+using bll::ConfigError;
+using bll::parse_config;
+using Catch::Matchers::Contains;
+
+namespace {
+const std::string kMinimal =
+    "data: {dataset: fashion-mnist, dir: data}\n"
+    "model: {type: cnn, widths: [8, 16], blocks: 3}\n"
+    "train: {epochs: 1}\n";
+
+std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_config(yaml, "f.yaml", overrides);
+  } catch (const ConfigError& e) {
+    REQUIRE(e.code() == bll::kExitUsage);
+    return e.what();
+  }
+  FAIL("no ConfigError");
+  return "";
+}
+}  // namespace
+
+TEST_CASE("a minimal config resolves with defaults") {
+  const auto c = parse_config(kMinimal, "f.yaml", {});
+  CHECK(c.data.dataset == "fashion-mnist");
+  CHECK(c.model.widths == std::vector<int64_t>{8, 16});
+  CHECK(c.train.batch_size == 128);
+  CHECK(c.optim.name == "adam");
+  CHECK(c.loss.tau == Approx(0.5));
+  CHECK(c.loss.feedback == "closed_form");
+}
+
+TEST_CASE("overrides take YAML values and win over the file") {
+  const auto c = parse_config(kMinimal, "f.yaml", {"train.epochs=5", "model.widths=[4,4,4]", "optim.lr=0.01"});
+  CHECK(c.train.epochs == 5);
+  CHECK(c.model.widths == std::vector<int64_t>{4, 4, 4});
+  CHECK(c.optim.lr == Approx(0.01));
+}
+
+TEST_CASE("an unknown key names the file and suggests the nearest key") {
+  const auto msg = error_of(kMinimal + "optim: {lr: 0.1, momentun: 0.9}\n");
+  CHECK_THAT(msg, Contains("f.yaml") && Contains("unknown key 'optim.momentun'") && Contains("did you mean 'optim.momentum'"));
+}
+
+TEST_CASE("a key in the wrong section is pointed to the right one") {
+  CHECK_THAT(error_of(kMinimal, {"train.lr=0.1"}), Contains("command line") && Contains("did you mean 'optim.lr'"));
+}
+
+TEST_CASE("an unknown section is rejected with the nearest key") {
+  CHECK_THAT(error_of(kMinimal + "trian: {epochs: 2}\n"),
+             Contains("unknown key 'trian.epochs' (did you mean 'train.epochs'?)"));
+  CHECK_THAT(error_of(kMinimal + "zzz: 3\n"), Contains("unknown key 'zzz'"));
+}
+
+TEST_CASE("a wrong type names the key and what was expected") {
+  CHECK_THAT(error_of(kMinimal, {"train.batch_size=abc"}),
+             Contains("key 'train.batch_size'") && Contains("expected an integer") && Contains("'abc'"));
+  CHECK_THAT(error_of(kMinimal, {"data.hflip=maybe"}), Contains("expected true or false"));
+  CHECK_THAT(error_of(kMinimal, {"model.widths=8"}), Contains("expected a list of integers"));
+  CHECK_THAT(error_of(kMinimal, {"optim.lr=1e-3x"}), Contains("expected a number"));
+}
+
+TEST_CASE("out-of-range values and unknown choices are rejected") {
+  CHECK_THAT(error_of(kMinimal, {"optim.lr=-1"}), Contains("key 'optim.lr'") && Contains("in ["));
+  CHECK_THAT(error_of(kMinimal, {"train.in_flight=0"}), Contains("key 'train.in_flight'"));
+  CHECK_THAT(error_of(kMinimal, {"optim.name=rmsprop"}), Contains("one of sgd, adam"));
+  CHECK_THAT(error_of(kMinimal, {"model.widths=[8,0]"}), Contains("key 'model.widths'"));
+}
+
+TEST_CASE("a missing required key is named") {
+  CHECK_THAT(error_of("data: {dataset: mnist, dir: d}\nmodel: {type: mlp, widths: [8], blocks: 2}\n"),
+             Contains("f.yaml") && Contains("missing required key 'train.epochs'"));
+}
+
+TEST_CASE("model.split must have model.blocks entries") {
+  CHECK_THAT(error_of(kMinimal, {"model.split=[1,2]"}), Contains("model.split") && Contains("model.blocks is 3"));
+}
+
+TEST_CASE("YAML syntax errors give the line") {
+  CHECK_THAT(error_of("data:\n  dataset: [mnist\n"), Contains("f.yaml:") && Contains("YAML syntax error"));
+}
+
+TEST_CASE("malformed overrides are rejected") {
+  CHECK_THAT(error_of(kMinimal, {"train.epochs"}), Contains("not of the form section.key=value"));
+}
+
+TEST_CASE("the resolved YAML parses back to the same configuration") {
+  const auto c = parse_config(kMinimal, "f.yaml", {"optim.lr=0.0125", "model.split=[1,1,1]", "runtime.run_dir=x y"});
+  const auto back = parse_config(bll::config_to_yaml(c), "resolved", {});
+  CHECK(bll::config_to_yaml(back) == bll::config_to_yaml(c));
+  CHECK(back.optim.lr == Approx(0.0125));
+  CHECK(back.model.split == std::vector<int64_t>{1, 1, 1});
+  CHECK(back.runtime.run_dir == "x y");
+}
+
+TEST_CASE("--help lists every key of the schema") {
+  const auto help = bll::config_help();
+  for (const auto& k : bll::config_schema()) CHECK_THAT(help, Contains(k.name));
+}
+
+TEST_CASE("edit distance") {
+  CHECK(bll::edit_distance("kitten", "sitting") == 3);
+  CHECK(bll::edit_distance("", "abc") == 3);
+  CHECK(bll::edit_distance("same", "same") == 0);
+}

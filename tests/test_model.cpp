@@ -1,0 +1,143 @@
+#include <catch2/catch.hpp>
+
+#include "bll/config.h"
+#include "bll/error.h"
+#include "bll/learner.h"
+#include "bll/model.h"
+#include "bll/placement.h"
+
+using namespace bll;
+using Catch::Matchers::Contains;
+
+namespace {
+Config cnn_config(int64_t blocks, std::vector<int64_t> split = {}) {
+  Config c = parse_config(
+      "data: {dataset: fashion-mnist, dir: d}\n"
+      "model: {type: cnn, widths: [4, 8, 8], head_hidden: 16, blocks: 4}\n"
+      "train: {epochs: 1, seed: 3}\n",
+      "t", {});
+  c.model.blocks = blocks;
+  c.model.split = split;
+  return c;
+}
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+}  // namespace
+
+TEST_CASE("units split evenly into blocks, larger blocks first") {
+  auto c = cnn_config(2);
+  CHECK(split_units(4, c.model) == Ranges{{0, 2}, {2, 4}});
+  c.model.blocks = 3;
+  CHECK(split_units(4, c.model) == Ranges{{0, 2}, {2, 3}, {3, 4}});
+  c.model.blocks = 1;
+  CHECK(split_units(4, c.model) == Ranges{{0, 4}});
+}
+
+TEST_CASE("an explicit split is honoured and checked") {
+  auto c = cnn_config(2, {3, 1});
+  CHECK(split_units(4, c.model) == Ranges{{0, 3}, {3, 4}});
+  c.model.split = {2, 1};
+  CHECK_THROWS_WITH(split_units(4, c.model), Contains("add up to 3") && Contains("4 units"));
+  c.model.blocks = 5;
+  c.model.split = {};
+  CHECK_THROWS_AS(split_units(4, c.model), ConfigError);
+}
+
+TEST_CASE("block boundary shapes follow the CNN stages") {
+  const auto s = block_boundary_shapes(cnn_config(4).model, {1, 28, 28}, 10);
+  REQUIRE(s.size() == 5);
+  CHECK(s[1] == Shape{4, 14, 14});
+  CHECK(s[2] == Shape{8, 7, 7});
+  CHECK(s[3] == Shape{8, 3, 3});
+  CHECK(s[4] == Shape{10});
+}
+
+TEST_CASE("built blocks produce the declared shapes; only the last is the output block") {
+  const auto c = cnn_config(4);
+  const auto shapes = block_boundary_shapes(c.model, {1, 28, 28}, 10);
+  auto x = torch::randn({2, 1, 28, 28});
+  for (int64_t k = 0; k < 4; ++k) {
+    auto b = make_block(c, k, {1, 28, 28}, 10);
+    b->eval();
+    x = b->forward(x);
+    Shape got(x.sizes().begin() + 1, x.sizes().end());
+    CHECK(got == shapes[size_t(k) + 1]);
+    CHECK(b->is_output() == (k == 3));
+  }
+}
+
+TEST_CASE("a block's initial weights depend only on (seed, index)") {
+  const auto c = cnn_config(4);
+  auto first = make_block(c, 2, {1, 28, 28}, 10);
+  make_block(c, 0, {1, 28, 28}, 10);  // building others in between changes nothing
+  torch::randn({100});
+  auto again = make_block(c, 2, {1, 28, 28}, 10);
+  auto p = first->parameters(), q = again->parameters();
+  REQUIRE(p.size() == q.size());
+  for (size_t i = 0; i < p.size(); ++i) CHECK(torch::equal(p[i], q[i]));
+  auto other = make_block(c, 1, {1, 28, 28}, 10);
+  CHECK_FALSE(torch::equal(other->body->parameters()[0].flatten().narrow(0, 0, 4),
+                           first->body->parameters()[0].flatten().narrow(0, 0, 4)));
+}
+
+TEST_CASE("mlp blocks flatten images and chain dense layers") {
+  Config c = parse_config("data: {dataset: mnist, dir: d}\nmodel: {type: mlp, widths: [32, 16], blocks: 3}\ntrain: {epochs: 1}\n", "t", {});
+  const auto shapes = block_boundary_shapes(c.model, {1, 28, 28}, 10);
+  CHECK(shapes[1] == Shape{32});
+  CHECK(shapes[3] == Shape{10});
+  auto b = make_block(c, 0, {1, 28, 28}, 10);
+  b->eval();
+  CHECK(b->forward(torch::randn({3, 1, 28, 28})).sizes() == torch::IntArrayRef({3, 32}));
+  CHECK(b->readout(torch::randn({3, 32})).sizes() == torch::IntArrayRef({3, 10}));
+}
+
+TEST_CASE("closed-form feedback is the per-class mean of the forward message") {
+  const auto c = cnn_config(4);
+  auto b = make_block(c, 0, {1, 28, 28}, 10);
+  auto a = torch::randn({6, 4});
+  auto y = torch::tensor({2, 5, 2, 2, 5, 9}, torch::kInt64);
+  auto w_before = b->feedback_layer()->weight.detach().clone();
+  b->fit_feedback(a, y, 0.0);
+  auto beta = b->feedback(torch::nn::functional::one_hot(y, 10).to(torch::kFloat32));
+  CHECK(torch::allclose(beta[0], (a[0] + a[2] + a[3]) / 3, 1e-6, 1e-6));
+  CHECK(torch::allclose(beta[1], (a[1] + a[4]) / 2, 1e-6, 1e-6));
+  CHECK(torch::allclose(beta[5], a[5], 1e-6, 1e-6));
+  // Absent classes keep their column.
+  CHECK(torch::equal(b->feedback_layer()->weight.select(1, 0), w_before.select(1, 0)));
+  // With momentum the old solution is blended in.
+  b->fit_feedback(torch::zeros({6, 4}), y, 0.75);
+  auto beta2 = b->feedback(torch::nn::functional::one_hot(y, 10).to(torch::kFloat32));
+  CHECK(torch::allclose(beta2[5], a[5] * 0.75, 1e-6, 1e-6));
+}
+
+TEST_CASE("a train step stops the gradient at the block input and updates only the block") {
+  const auto c = cnn_config(4);
+  BlockLearner learner(c, make_block(c, 1, {1, 28, 28}, 10), 10);
+  learner.start_epoch(0);
+  auto x = torch::randn({8, 4, 14, 14}).requires_grad_(true);
+  auto y = torch::randint(0, 10, {8}, torch::kInt64);
+  auto before = learner.block()->body->parameters()[0].detach().clone();
+  BlockStats stats;
+  auto out = learner.train_step(x, y, stats);
+  CHECK_FALSE(x.grad().defined());
+  CHECK_FALSE(out.requires_grad());
+  CHECK_FALSE(torch::equal(before, learner.block()->body->parameters()[0]));
+  CHECK(stats.batches == 1);
+  CHECK(stats.samples == 8);
+  CHECK(stats.kl > 0);
+}
+
+TEST_CASE("placement: contiguous ranges, earlier ranks take the extra blocks") {
+  Placement p(7, 3);
+  CHECK(p.first_block(0) == 0);
+  CHECK(p.end_block(0) == 3);
+  CHECK(p.first_block(1) == 3);
+  CHECK(p.end_block(1) == 5);
+  CHECK(p.end_block(2) == 7);
+  CHECK(p.owner(4) == 1);
+  CHECK(p.owner(6) == 2);
+  CHECK(p.feeds_pipeline(0));
+  CHECK(p.ends_pipeline(2));
+  Placement one(4, 1);
+  CHECK(one.end_block(0) == 4);
+  CHECK_THROWS_WITH(Placement(2, 4), Contains("model.blocks is 2") && Contains("4 ranks"));
+}

@@ -1,0 +1,178 @@
+// Run under mpirun with 2 and 4 ranks. Every rank runs every case in the same order.
+#include <catch2/catch.hpp>
+
+#include <mpi.h>
+
+#include "bll/config.h"
+#include "bll/error.h"
+#include "bll/placement.h"
+#include "bll/trainer.h"
+#include "bll/transport/mpi.h"
+#include "fixtures.h"
+
+using namespace bll;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::unique_ptr<Transport> world() { return make_mpi_transport(MPI_COMM_WORLD); }
+
+// The fixture data set, written once by rank 0 into a folder every rank can read.
+std::string shared_fixture(Transport& t) {
+  std::string dir;
+  if (t.rank() == 0) {
+    dir = test::temp_dir("mpi-data");
+    test::write_idx_dataset(dir, 512, 256, 5);
+  }
+  t.broadcast_string(dir, 0);
+  return dir;
+}
+
+Config small_config(const std::string& data_dir, const std::string& run_dir, int64_t in_flight) {
+  auto c = parse_config(test::small_config_yaml(data_dir, run_dir), "test", {});
+  c.train.in_flight = in_flight;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("transport: ring exchange, broadcast, reduction with rank-dependent values") {
+  auto t = world();
+  const int r = t->rank(), k = t->size();
+  auto out = torch::full({1000}, float(r + 1));
+  auto in = torch::empty({1000});
+  auto recv = t->irecv(in, (r - 1 + k) % k, 7, "ring");
+  auto send = t->isend(out, (r + 1) % k, 7, "ring");
+  recv->wait();
+  send->wait();
+  CHECK(in.eq(float((r - 1 + k) % k + 1)).all().item<bool>());
+
+  auto b = r == 0 ? torch::arange(10, torch::kInt64) : torch::zeros({10}, torch::kInt64);
+  t->ibroadcast(b, 0, "arange")->wait();
+  CHECK(torch::equal(b, torch::arange(10, torch::kInt64)));
+
+  auto s = torch::tensor({double(r), 1.0}, torch::kFloat64);
+  t->allreduce_sum(s);
+  CHECK(s[0].item<double>() == Approx(k * (k - 1) / 2.0));
+  CHECK(s[1].item<double>() == Approx(k));
+
+  std::string text = r == 0 ? "from rank 0" : "";
+  t->broadcast_string(text, 0);
+  CHECK(text == "from rank 0");
+}
+
+TEST_CASE("transport: messages with one tag arrive in the order sent") {
+  auto t = world();
+  const int r = t->rank(), k = t->size();
+  std::vector<WorkPtr> works;
+  std::vector<torch::Tensor> got;
+  if (r == 0)
+    for (int i = 0; i < 5; ++i) works.push_back(t->isend(torch::full({3}, int64_t(i)), k - 1, 9, "seq"));
+  if (r == k - 1)
+    for (int i = 0; i < 5; ++i) {
+      got.push_back(torch::empty({3}, torch::kInt64));
+      works.push_back(t->irecv(got.back(), 0, 9, "seq"));
+    }
+  for (auto& w : works) w->wait();
+  for (int i = 0; i < int(got.size()); ++i) CHECK(got[size_t(i)][0].item<int64_t>() == i);
+}
+
+TEST_CASE("transport: a wait for a message that never comes times out and names the peer") {
+  MpiOptions opt;
+  opt.timeout_s = 0.3;
+  auto t = make_mpi_transport(MPI_COMM_WORLD, opt);
+  const int r = t->rank(), k = t->size();
+  if (r == 1) {
+    auto buf = torch::empty({4});
+    auto w = t->irecv(buf, 0, 31, "nothing");
+    CHECK_THROWS_WITH(w->wait(), Contains("timed out") && Contains("nothing from rank 0"));
+  }
+  t->barrier();
+  // Complete the abandoned receive so the job can finalize cleanly.
+  if (r == 0 && k > 1) t->isend(torch::zeros({4}), 1, 31, "late")->wait();
+  t->barrier();
+}
+
+TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches in flight") {
+  auto t = world();
+  const auto data = shared_fixture(*t);
+  const auto base = test::temp_dir("parity-" + std::to_string(t->rank()));
+
+  // The reference: all blocks in one process (rank 0 alone, on MPI_COMM_SELF), same code path.
+  TrainResult single;
+  if (t->rank() == 0) {
+    auto self = make_mpi_transport(MPI_COMM_SELF);
+    single = run_training(small_config(data, base + "/single", 2), *self, {false});
+    REQUIRE(single.block_state.size() == 4);
+    CHECK(single.epochs.back().test_top1 > 50.0);  // it learns (chance is 10%)
+  }
+
+  for (int64_t in_flight : {1, 3}) {
+    const auto multi = run_training(small_config(data, base + "/multi", in_flight), *t, {false});
+    CHECK(multi.epochs.size() == 2);
+    // Every rank sends its blocks' state to rank 0, which compares it with the reference.
+    std::vector<WorkPtr> works;
+    std::map<int64_t, std::vector<torch::Tensor>> gathered;
+    if (t->rank() != 0) {
+      for (auto& [block, state] : multi.block_state)
+        for (auto& tensor : state) works.push_back(t->isend(tensor.contiguous(), 0, 40 + int(block), "state"));
+    } else {
+      const Placement placement(4, t->size());
+      for (const auto& [block, reference] : single.block_state) {
+        const int owner = placement.owner(block);
+        if (owner == 0) {
+          gathered[block] = multi.block_state.at(block);
+          continue;
+        }
+        for (const auto& ref : reference) {
+          gathered[block].push_back(torch::empty_like(ref));
+          works.push_back(t->irecv(gathered[block].back(), owner, 40 + int(block), "state"));
+        }
+      }
+    }
+    for (auto& w : works) w->wait();
+    if (t->rank() == 0) {
+      double worst = 0;
+      for (const auto& [block, reference] : single.block_state) {
+        REQUIRE(gathered[block].size() == reference.size());
+        for (size_t i = 0; i < reference.size(); ++i) {
+          REQUIRE(gathered[block][i].sizes() == reference[i].sizes());
+          const auto diff = (gathered[block][i].to(torch::kFloat64) - reference[i].to(torch::kFloat64)).abs();
+          worst = std::max(worst, diff.max().item<double>());
+        }
+      }
+      INFO("in_flight " << in_flight << ", " << t->size() << " ranks: max |difference| " << worst);
+      CHECK(worst <= 1e-6);
+      CHECK(multi.epochs.back().test_top1 == Approx(single.epochs.back().test_top1));
+      CHECK(multi.epochs.back().train_top1 == Approx(single.epochs.back().train_top1));
+    }
+    t->barrier();
+  }
+}
+
+TEST_CASE("a start-up failure on rank 0 ends every rank with the same code, reported once") {
+  auto t = world();
+  const auto c = small_config("/nonexistent/bll-data", test::temp_dir("fail-" + std::to_string(t->rank())), 2);
+  try {
+    run_training(c, *t, {false});
+    FAIL("no error");
+  } catch (const AgreedError& e) {
+    CHECK(e.code() == kExitData);
+    CHECK(e.report == (t->rank() == 0));
+    if (t->rank() == 0) CHECK_THAT(e.what(), Contains("/nonexistent/bll-data"));
+  }
+}
+
+TEST_CASE("more ranks than blocks is a configuration error on every rank") {
+  auto t = world();
+  auto c = small_config("/unused", test::temp_dir("blocks-" + std::to_string(t->rank())), 2);
+  c.model.blocks = 1;
+  c.model.split = {};
+  try {
+    run_training(c, *t, {false});
+    FAIL("no error");
+  } catch (const AgreedError& e) {
+    CHECK(e.code() == kExitUsage);
+    CHECK_THAT(e.what(), Contains("model.blocks is 1"));
+  }
+}
