@@ -116,6 +116,13 @@ std::vector<KeySpec> make_schema() {
     row("runtime.threads", &C::runtime, &RuntimeConfig::threads, "0", "intra-op threads per rank (0 = node cores / ranks on the node)", range(0, 4096)),
     row("runtime.progress", &C::runtime, &RuntimeConfig::progress, "auto", "progress bar on rank 0: auto (when stdout is a terminal), on, off",
         one_of({"auto", "on", "off"})),
+    row("runtime.wait", &C::runtime, &RuntimeConfig::wait, "sleep",
+        "waiting for a message: sleep (back off; right when ranks share cores) or spin (busy-poll)",
+        one_of({"sleep", "spin"})),
+    row("runtime.timeout_s", &C::runtime, &RuntimeConfig::timeout_s, "600",
+        "a wait for a message longer than this stops the job with an error", range(0.1, 1e7)),
+    row("runtime.keep_freed_memory", &C::runtime, &RuntimeConfig::keep_freed_memory, "true",
+        "keep freed heap memory for reuse instead of returning it to the kernel (glibc malloc)"),
     row("runtime.save_params", &C::runtime, &RuntimeConfig::save_params, "true", "save each block's parameters in the run directory at the end"),
   };
 }

@@ -45,13 +45,18 @@ int run(int argc, char** argv, int rank, int world) {
     throw bll::AgreedError(e.code(), e.what(), rank == 0);  // every rank parses the same file
   }
 
+  if (config.runtime.keep_freed_memory && !bll::keep_freed_memory() && rank == 0)
+    std::fprintf(stderr, "bll-train: warning: glibc refused the malloc settings; training may be slower\n");
   const int local = bll::local_ranks(MPI_COMM_WORLD);
   const int threads = bll::configure_threads(config.runtime, local);
   if (rank == 0)
     std::printf("bll-train: %d rank%s, %d on this node, %d intra-op thread%s each\n", world, world > 1 ? "s" : "",
                 local, threads, threads > 1 ? "s" : "");
 
-  auto transport = bll::make_mpi_transport(MPI_COMM_WORLD);
+  bll::MpiOptions mpi;
+  mpi.timeout_s = config.runtime.timeout_s;
+  mpi.poll_with_sleep = config.runtime.wait == "sleep";
+  auto transport = bll::make_mpi_transport(MPI_COMM_WORLD, mpi);
   bll::run_training(config, *transport);
   return bll::kExitOk;
 }
@@ -59,7 +64,6 @@ int run(int argc, char** argv, int rank, int world) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bll::keep_freed_memory();
   int provided = 0;
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     std::fprintf(stderr, "bll-train: error: MPI_Init_thread failed\n");

@@ -63,6 +63,9 @@ struct RuntimeConfig {
   int64_t threads = 0;         // intra-op threads per rank; 0 = cores of the node / ranks on it
   std::string progress;        // auto | on | off (progress bar on rank 0)
   bool save_params = true;     // write each block's parameters at the end
+  std::string wait;            // sleep: back off while waiting for a message | spin: busy-poll
+  double timeout_s = 600;      // a wait for a message longer than this ends the job
+  bool keep_freed_memory = true;  // keep freed heap memory instead of returning it to the kernel
 };
 
 struct Config {

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Configures and builds bll into build/ (Release). Extra arguments go to cmake's configure step.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -Wno-dev "$@" >/dev/null
+cmake --build "$root/build" -j "$(nproc)"

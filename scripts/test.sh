@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite (unit, MPI with 2 and 4 ranks,
+# command line). Needs no data set: the tests make their own.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install_deps.sh"
+"$root/scripts/build.sh"
+cd "$root/build"
+ctest --output-on-failure --timeout 1200
