@@ -1,5 +1,8 @@
 #include "bll/learner.h"
 
+#include <cmath>
+
+#include "bll/error.h"
 #include "bll/loss.h"
 #include "bll/optim.h"
 
@@ -65,10 +68,15 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
     logits = block_->readout(alpha);
     loss = block_local_loss(alpha, beta, logits, y, m_, config_.loss);
   }
+  const double total = loss.total.item<double>();
+  if (!std::isfinite(total))
+    throw RuntimeError("block " + std::to_string(block_->index()) + ": local loss is " + std::to_string(total) +
+                       " after " + std::to_string(int64_t(stats.batches)) +
+                       " batches of this epoch (training diverged; lower optim.lr)");
   loss.total.backward();
   optimizer_->step();
 
-  stats.loss += loss.total.item<double>();
+  stats.loss += total;
   stats.kl += loss.kl.item<double>();
   stats.pred += loss.pred.item<double>();
   stats.batches += 1;

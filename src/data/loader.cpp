@@ -13,10 +13,18 @@ int64_t batch_size_of(int64_t n, int64_t batch_size, int64_t t) {
 }
 
 Normalizer Normalizer::fit(const torch::Tensor& images_u8) {
-  auto x = images_u8.to(torch::kFloat64).div_(255.0);
-  auto mean = x.mean({0, 2, 3});
-  auto std = x.std({0, 2, 3}).clamp_min(1e-6);
-  return {mean.to(torch::kFloat32), std.to(torch::kFloat32)};
+  // Per-channel sums in float64, a chunk at a time (the whole set in float64 would be 8x its size).
+  const int64_t c = images_u8.size(1), chunk = 4096;
+  auto sum = torch::zeros({c}, torch::kFloat64), sq = torch::zeros({c}, torch::kFloat64);
+  for (int64_t i = 0; i < images_u8.size(0); i += chunk) {
+    auto x = images_u8.narrow(0, i, std::min(chunk, images_u8.size(0) - i)).to(torch::kFloat64).div_(255.0);
+    sum += x.sum({0, 2, 3});
+    sq += x.pow(2).sum({0, 2, 3});
+  }
+  const double n = double(images_u8.numel() / c);
+  auto mean = sum / n;
+  auto var = (sq - n * mean.pow(2)) / std::max(1.0, n - 1);  // unbiased, as torch::std
+  return {mean.to(torch::kFloat32), var.clamp_min(1e-12).sqrt().to(torch::kFloat32)};
 }
 
 Normalizer Normalizer::identity(int64_t channels) {
