@@ -51,7 +51,7 @@ expect "more ranks than blocks" 2 "model.blocks is 1 but the job has 2 ranks" --
 
 # A failure on one rank during training (divergence) ends every rank with that rank's message.
 expect "diverging training stops the job" 4 "^bll-train: error on rank [01]: block [0-3]: local loss is -?(nan|inf)" -- \
-  "$mpiexec" -np 2 "$train" "$work/ok.yaml" optim.name=sgd optim.lr=100 train.epochs=2
+  "$mpiexec" -np 2 "$train" "$work/ok.yaml" optim.name=sgd optim.lr=100 loss.pred_weight=1000 train.epochs=2
 
 # A real run: 4 ranks train, metrics.jsonl gets one line per epoch with the documented fields.
 expect "4-rank training run" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" train.epochs=2
