@@ -128,6 +128,48 @@ std::string shape_str(const Shape& s) {
   return out + "]";
 }
 
+// Runs a step that every rank performs on the same inputs: its error is every rank's error.
+template <class F>
+auto agreed(int rank, F&& step) {
+  try {
+    return step();
+  } catch (const Error& e) {
+    throw AgreedError(e.code(), e.what(), rank == 0);
+  }
+}
+
+void print_plan(const Config& config, const Transport& t, const Placement& placement, const std::vector<Shape>& shapes,
+                const DataInfo& info, const std::string& run_dir) {
+  std::printf("bll-train: %s | %s %lld train / %lld test | %s, %lld blocks on %d rank%s (%s), in_flight %lld | run dir %s\n",
+              config.source.c_str(), config.data.dataset.c_str(), (long long)info.n_train, (long long)info.n_test,
+              config.model.type.c_str(), (long long)config.model.blocks, t.size(), t.size() > 1 ? "s" : "",
+              t.name().c_str(), (long long)config.train.in_flight, run_dir.c_str());
+  for (int r = 0; r < t.size(); ++r)
+    for (int64_t k = placement.first_block(r); k < placement.end_block(r); ++k)
+      std::printf("  rank %d: block %lld %s -> %s\n", r, (long long)k, shape_str(shapes[size_t(k)]).c_str(),
+                  shape_str(shapes[size_t(k) + 1]).c_str());
+  std::fflush(stdout);
+}
+
+// Parameters then buffers, in registration order.
+std::vector<torch::Tensor> block_state(Block& block) {
+  std::vector<torch::Tensor> state;
+  for (const auto& p : block->parameters()) state.push_back(p.detach().clone());
+  for (const auto& b : block->buffers()) state.push_back(b.detach().clone());
+  return state;
+}
+
+void save_block(Block& block, const std::string& run_dir) {
+  const fs::path path = fs::path(run_dir) / ("block_" + std::to_string(block->index()) + ".pt");
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);  // ranks on other nodes may not see rank 0's folder yet
+  try {
+    torch::save(block, path.string());
+  } catch (const c10::Error& e) {
+    throw RuntimeError(path.string() + ": cannot save block parameters: " + e.what_without_backtrace());
+  }
+}
+
 }  // namespace
 
 std::string resolve_run_dir(const Config& config) {
@@ -141,24 +183,13 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const bool print = options.print && rank == 0;
   const std::string run_dir = resolve_run_dir(config);
 
-  // Where: this rank's blocks. Every rank checks the same numbers, so all fail together.
-  const Placement placement = [&] {
-    try {
-      return Placement(config.model.blocks, t.size());
-    } catch (const Error& e) {
-      throw AgreedError(e.code(), e.what(), rank == 0);
-    }
-  }();
+  // Where: this rank's blocks.
+  const Placement placement = agreed(rank, [&] { return Placement(config.model.blocks, t.size()); });
 
   RankData data;
   const DataInfo info = start_up(config, run_dir, t, data);
-  const auto shapes = [&] {
-    try {  // e.g. more blocks than units: the same on every rank
-      return block_boundary_shapes(config.model, info.sample_shape, info.num_classes);
-    } catch (const Error& e) {
-      throw AgreedError(e.code(), e.what(), rank == 0);
-    }
-  }();
+  const auto shapes =
+      agreed(rank, [&] { return block_boundary_shapes(config.model, info.sample_shape, info.num_classes); });
 
   // What: the learners of this rank's blocks.
   std::vector<BlockLearner> learners;
@@ -168,27 +199,19 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   // When: the free-running pipeline.
   Pipeline pipeline(t, placement, learners, shapes, config.train.in_flight);
 
+  if (print) print_plan(config, t, placement, shapes, info, run_dir);
   std::optional<MetricsLog> metrics;
   if (rank == 0) metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string());
-  if (print) {
-    std::printf("bll-train: %s | %s %lld train / %lld test | %s, %lld blocks on %d rank%s (%s), in_flight %lld | run dir %s\n",
-                config.source.c_str(), config.data.dataset.c_str(), (long long)info.n_train, (long long)info.n_test,
-                config.model.type.c_str(), (long long)config.model.blocks, t.size(), t.size() > 1 ? "s" : "",
-                t.name().c_str(), (long long)config.train.in_flight, run_dir.c_str());
-    for (int r = 0; r < t.size(); ++r)
-      for (int64_t k = placement.first_block(r); k < placement.end_block(r); ++k)
-        std::printf("  rank %d: block %lld %s -> %s\n", r, (long long)k, shape_str(shapes[size_t(k)]).c_str(),
-                    shape_str(shapes[size_t(k) + 1]).c_str());
-    std::fflush(stdout);
-  }
-
   ProgressBar bar(print && (config.runtime.progress == "on" ||
                             (config.runtime.progress == "auto" && stdout_is_terminal())));
   TrainResult result;
   const int64_t epochs = config.train.epochs;
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
     for (auto& l : learners) l.start_epoch(epoch);
-    if (rank == 0) data.train->start_epoch(epoch), data.test->start_epoch(0);
+    if (rank == 0) {
+      data.train->start_epoch(epoch);
+      data.test->start_epoch(0);
+    }
     std::vector<BlockStats> train_stats(size_t(config.model.blocks)), test_stats(size_t(config.model.blocks));
 
     const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
@@ -203,24 +226,16 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
                                    num_batches(info.n_train, config.train.batch_size, true) * config.train.batch_size,
                                    learners.front());
     if (metrics) metrics->append(rec);
-    if (print) std::printf("%s\n", format_epoch_line(rec, epochs).c_str()), std::fflush(stdout);
+    if (print) {
+      std::printf("%s\n", format_epoch_line(rec, epochs).c_str());
+      std::fflush(stdout);
+    }
     result.epochs.push_back(rec);
   }
 
   for (auto& l : learners) {
-    auto& state = result.block_state[l.block()->index()];
-    for (const auto& p : l.block()->parameters()) state.push_back(p.detach().clone());
-    for (const auto& b : l.block()->buffers()) state.push_back(b.detach().clone());
-    if (config.runtime.save_params) {
-      const fs::path path = fs::path(run_dir) / ("block_" + std::to_string(l.block()->index()) + ".pt");
-      std::error_code ec;
-      fs::create_directories(run_dir, ec);
-      try {
-        torch::save(l.block(), path.string());
-      } catch (const c10::Error& e) {
-        throw RuntimeError(path.string() + ": cannot save block parameters: " + e.what_without_backtrace());
-      }
-    }
+    result.block_state[l.block()->index()] = block_state(l.block());
+    if (config.runtime.save_params) save_block(l.block(), run_dir);
   }
   if (print && config.runtime.save_params)
     std::printf("bll-train: done; metrics and parameters in %s\n", run_dir.c_str());
