@@ -15,7 +15,9 @@ train=${BLL_TRAIN:-$root/build/bll-train}
 [ -x "$train" ] || { echo "launch/mpirun.sh: $train not found; build first (see README.md)" >&2; exit 2; }
 command -v mpirun >/dev/null || { echo "launch/mpirun.sh: mpirun not found; run scripts/install_deps.sh" >&2; exit 2; }
 
-args=(-np "$np" --bind-to none)
+# Tell rank 0 whether our output is a terminal (for the progress bar): mpirun gives it a pty either way.
+if [ -t 1 ]; then export BLL_STDOUT_TTY=1; else export BLL_STDOUT_TTY=0; fi
+args=(-np "$np" --bind-to none -x BLL_STDOUT_TTY)
 [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
 [ "$np" -gt "$(nproc)" ] && args+=(--oversubscribe)
 exec mpirun "${args[@]}" "$train" "$@"

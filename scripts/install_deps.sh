@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev catch2 nlohmann-json3-dev zlib1g-dev
-  ca-certificates
+  ca-certificates curl
 )
 
 missing=()

@@ -6,6 +6,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/install_deps.sh
-scripts/build.sh
+BLL_BUILD_TARGET=bll-train scripts/build.sh
 scripts/get_data.sh fashion-mnist
 launch/mpirun.sh 4 configs/fmnist_cnn.yaml "$@"

@@ -68,7 +68,7 @@ std::vector<KeySpec> make_schema() {
   return {
     row("data.dataset", &C::data, &DataConfig::dataset, "", "data set: fashion-mnist, mnist or cifar10",
         required_one_of({"fashion-mnist", "mnist", "cifar10"})),
-    row("data.dir", &C::data, &DataConfig::dir, "", "folder with the data set's files (see scripts/get_data.sh)",
+    row("data.dir", &C::data, &DataConfig::dir, "", "folder with the data set's files, relative to the working directory (scripts/get_data.sh fills data/)",
         [] { Opt o; o.required = true; return o; }()),
     row("data.normalize", &C::data, &DataConfig::normalize, "true", "standardize each channel with train-set mean and std"),
     row("data.hflip", &C::data, &DataConfig::hflip, "false", "random horizontal flip of training images"),
@@ -112,7 +112,7 @@ std::vector<KeySpec> make_schema() {
     row("train.seed", &C::train, &TrainConfig::seed, "0", "seed of initialization, shuffling and augmentation", range(0, kBig)),
     row("train.in_flight", &C::train, &TrainConfig::in_flight, "2", "batches a rank may run ahead of the next rank", range(1, 1024)),
 
-    row("runtime.run_dir", &C::runtime, &RuntimeConfig::run_dir, "", "run directory (default: runs/<config name>)"),
+    row("runtime.run_dir", &C::runtime, &RuntimeConfig::run_dir, "", "run directory, relative to the working directory (default: runs/<config file name>)"),
     row("runtime.threads", &C::runtime, &RuntimeConfig::threads, "0", "intra-op threads per rank (0 = node cores / ranks on the node)", range(0, 4096)),
     row("runtime.progress", &C::runtime, &RuntimeConfig::progress, "auto", "progress bar on rank 0: auto (when stdout is a terminal), on, off",
         one_of({"auto", "on", "off"})),

@@ -64,14 +64,15 @@ void MetricsLog::append(const EpochRecord& r) {
 }
 
 bool stdout_is_terminal() {
-  // mpirun hands rank 0 a pseudo-terminal even when its own output is a file or a pipe, so also
-  // ask for a real terminal type and no CI marker.
+  // mpirun hands rank 0 a pseudo-terminal even when its own output goes to a file, so a launcher
+  // that knows better says so in BLL_STDOUT_TTY (launch/mpirun.sh does).
+  if (const char* said = std::getenv("BLL_STDOUT_TTY")) return std::string(said) == "1";
   const char* term = std::getenv("TERM");
   const bool real_term = term && *term && std::string(term) != "dumb";
   return isatty(STDOUT_FILENO) != 0 && real_term && !std::getenv("CI");
 }
 
-void ProgressBar::update(int64_t done, int64_t total, const std::string& label) {
+void ProgressBar::update(int64_t done, int64_t total, const std::string& label, double samples_per_sec) {
   if (!enabled_ || total <= 0) return;
   const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   if (done < total && now - last_ < 0.2) return;
@@ -81,7 +82,8 @@ void ProgressBar::update(int64_t done, int64_t total, const std::string& label) 
   std::string bar(size_t(filled), '=');
   if (filled < width) bar += '>';
   bar.resize(size_t(width), ' ');
-  std::printf("\r%s [%s] %lld/%lld", label.c_str(), bar.c_str(), (long long)done, (long long)total);
+  std::printf("\r%s [%s] %lld/%lld batches  %.0f samples/s", label.c_str(), bar.c_str(), (long long)done,
+              (long long)total, samples_per_sec);
   std::fflush(stdout);
   drawn_ = true;
 }

@@ -215,9 +215,13 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     std::vector<BlockStats> train_stats(size_t(config.model.blocks)), test_stats(size_t(config.model.blocks));
 
     const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
+    const auto started = std::chrono::steady_clock::now();
+    auto progress = [&](int64_t done, int64_t total) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      bar.update(done, total, label, s > 0 ? double(done * config.train.batch_size) / s : 0.0);
+    };
     const PhaseTiming tt = pipeline.train(data.train ? &*data.train : nullptr, info.n_train,
-                                          config.train.batch_size, train_stats,
-                                          [&](int64_t done, int64_t total) { bar.update(done, total, label); });
+                                          config.train.batch_size, train_stats, progress);
     bar.clear();
     const PhaseTiming et = pipeline.eval(data.test ? &*data.test : nullptr, info.n_test, config.train.batch_size,
                                          test_stats);

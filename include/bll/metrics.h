@@ -39,7 +39,7 @@ class MetricsLog {
 class ProgressBar {
  public:
   explicit ProgressBar(bool enabled) : enabled_(enabled) {}
-  void update(int64_t done, int64_t total, const std::string& label);
+  void update(int64_t done, int64_t total, const std::string& label, double samples_per_sec);
   void clear();
 
  private:
