@@ -29,6 +29,9 @@ for np in 2 4; do
   v=$(run "np$np" "$np")
   echo "| ranks (4 blocks) | $np ranks vs 1 | $(printf %.0f "$v") vs $(printf %.0f "$base") | $(ratio "$v" "$base") |"
 done
+even=$(run np2_even 2)
+uneven=$(run np2_1_3 2 'runtime.blocks_per_rank=[1,3]')
+echo "| placement, 2 ranks | blocks [1,3] vs even [2,2] | $(printf %.0f "$uneven") vs $(printf %.0f "$even") | $(ratio "$uneven" "$even") |"
 one=$(run np4_if1 4 train.in_flight=1)
 for f in 2 4; do
   v=$(run "np4_if$f" 4 train.in_flight=$f)

@@ -123,6 +123,9 @@ std::vector<KeySpec> make_schema() {
         "a wait for a message longer than this stops the job with an error", range(0.1, 1e7)),
     row("runtime.keep_freed_memory", &C::runtime, &RuntimeConfig::keep_freed_memory, "true",
         "keep freed heap memory for reuse instead of returning it to the kernel (glibc malloc)"),
+    row("runtime.blocks_per_rank", &C::runtime, &RuntimeConfig::blocks_per_rank, "[]",
+        "blocks owned by each rank, in order, e.g. [1,3]; empty = as even as possible (earlier ranks take extras)",
+        range(1, 1024)),
     row("runtime.save_params", &C::runtime, &RuntimeConfig::save_params, "true", "save each block's parameters in the run directory at the end"),
   };
 }

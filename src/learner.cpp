@@ -9,14 +9,14 @@
 namespace bll {
 
 void BlockStats::to(double* out) const {
-  const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples};
+  const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds};
   std::copy(v, v + kFields, out);
 }
 
 BlockStats BlockStats::from(const double* in) {
   BlockStats s;
   s.loss = in[0], s.kl = in[1], s.pred = in[2], s.batches = in[3], s.correct1 = in[4], s.correct3 = in[5],
-  s.samples = in[6];
+  s.samples = in[6], s.seconds = in[7];
   return s;
 }
 

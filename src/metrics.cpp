@@ -29,6 +29,7 @@ std::string to_json_line(const EpochRecord& r) {
   j["block_loss"] = r.block_loss;
   j["block_kl"] = r.block_kl;
   j["block_pred"] = r.block_pred;
+  j["block_train_seconds"] = r.block_train_seconds;
   j["rank_wait_seconds"] = r.rank_wait_seconds;
   return j.dump();
 }

@@ -103,7 +103,9 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
     }
     for (size_t i = 0; i < learners_.size(); ++i) {
       const auto k = size_t(learners_[i].block()->index());
+      const auto step_start = Clock::now();
       x = step(learners_[i], x, y, stats[k]);
+      stats[k].seconds += since(step_start);
       if (!alpha_out.empty()) alpha_out.front()->test();  // let MPI make progress between blocks
     }
     if (!ends) {

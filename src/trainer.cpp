@@ -100,6 +100,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
     r.block_loss.push_back(tr.batches > 0 ? tr.loss / tr.batches : 0);
     r.block_kl.push_back(tr.batches > 0 ? tr.kl / tr.batches : 0);
     r.block_pred.push_back(tr.batches > 0 ? tr.pred / tr.batches : 0);
+    r.block_train_seconds.push_back(tr.seconds);
     if (k + 1 < nb) {
       r.readout_train.push_back(percent(tr.correct1, tr.samples));
       r.readout_test.push_back(percent(te.correct1, te.samples));
@@ -184,7 +185,8 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const std::string run_dir = resolve_run_dir(config);
 
   // Where: this rank's blocks.
-  const Placement placement = agreed(rank, [&] { return Placement(config.model.blocks, t.size()); });
+  const Placement placement =
+      agreed(rank, [&] { return Placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank); });
 
   RankData data;
   const DataInfo info = start_up(config, run_dir, t, data);

@@ -141,3 +141,14 @@ TEST_CASE("placement: contiguous ranges, earlier ranks take the extra blocks") {
   CHECK(one.end_block(0) == 4);
   CHECK_THROWS_WITH(Placement(2, 4), Contains("model.blocks is 2") && Contains("4 ranks"));
 }
+
+TEST_CASE("placement: explicit blocks per rank are honoured and checked") {
+  Placement p(4, 2, {1, 3});
+  CHECK(p.end_block(0) == 1);
+  CHECK(p.first_block(1) == 1);
+  CHECK(p.end_block(1) == 4);
+  CHECK(p.owner(0) == 0);
+  CHECK(p.owner(3) == 1);
+  CHECK_THROWS_WITH(Placement(4, 2, {1, 2}), Contains("runtime.blocks_per_rank") && Contains("adding up to 3"));
+  CHECK_THROWS_WITH(Placement(4, 2, {1, 1, 2}), Contains("3 entries") && Contains("2 ranks"));
+}

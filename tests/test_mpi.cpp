@@ -93,7 +93,7 @@ TEST_CASE("transport: a wait for a message that never comes times out and names 
   t->barrier();
 }
 
-TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches in flight") {
+TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches in flight and placement") {
   auto t = world();
   const auto data = shared_fixture(*t);
   const auto base = test::temp_dir("parity-" + std::to_string(t->rank()));
@@ -107,8 +107,16 @@ TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches
     CHECK(single.epochs.back().test_top1 > 50.0);  // it learns (chance is 10%)
   }
 
-  for (int64_t in_flight : {1, 3}) {
-    const auto multi = run_training(small_config(data, base + "/multi", in_flight), *t, {false});
+  struct Schedule {
+    int64_t in_flight;
+    std::vector<int64_t> blocks_per_rank;  // empty = even
+  };
+  std::vector<Schedule> schedules{{1, {}}, {3, {}}};
+  if (t->size() == 2) schedules.push_back({2, {1, 3}});
+  for (const auto& [in_flight, blocks_per_rank] : schedules) {
+    auto config = small_config(data, base + "/multi", in_flight);
+    config.runtime.blocks_per_rank = blocks_per_rank;
+    const auto multi = run_training(config, *t, {false});
     CHECK(multi.epochs.size() == 2);
     // Every rank sends its blocks' state to rank 0, which compares it with the reference.
     std::vector<WorkPtr> works;
@@ -117,7 +125,7 @@ TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches
       for (auto& [block, state] : multi.block_state)
         for (auto& tensor : state) works.push_back(t->isend(tensor.contiguous(), 0, 40 + int(block), "state"));
     } else {
-      const Placement placement(4, t->size());
+      const Placement placement(4, t->size(), blocks_per_rank);
       for (const auto& [block, reference] : single.block_state) {
         const int owner = placement.owner(block);
         if (owner == 0) {
@@ -141,7 +149,8 @@ TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches
           worst = std::max(worst, diff.max().item<double>());
         }
       }
-      INFO("in_flight " << in_flight << ", " << t->size() << " ranks: max |difference| " << worst);
+      INFO("in_flight " << in_flight << ", " << t->size() << " ranks, " << blocks_per_rank.size()
+                         << "-entry placement: max |difference| " << worst);
       CHECK(worst <= 1e-6);
       CHECK(multi.epochs.back().test_top1 == Approx(single.epochs.back().test_top1));
       CHECK(multi.epochs.back().train_top1 == Approx(single.epochs.back().train_top1));

@@ -66,6 +66,7 @@ struct RuntimeConfig {
   std::string wait;            // sleep: back off while waiting for a message | spin: busy-poll
   double timeout_s = 600;      // a wait for a message longer than this ends the job
   bool keep_freed_memory = true;  // keep freed heap memory instead of returning it to the kernel
+  std::vector<int64_t> blocks_per_rank;  // placement: blocks of each rank, in order; empty = even
 };
 
 struct Config {

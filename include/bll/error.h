@@ -37,7 +37,7 @@ struct RuntimeError : Error {
 // An error that every rank of the job raises together (a bad configuration, a start-up failure
 // that rank 0 shared). main() exits every rank cleanly with its code; only the rank with
 // `report` set prints it, so the user reads it once. Any other error is one rank's alone and
-// must bring the job down (Transport::abort), or the other ranks would wait for it forever.
+// must bring the job down (main() calls MPI_Abort), or the other ranks would wait for it forever.
 struct AgreedError : Error {
   AgreedError(ExitCode code, const std::string& what, bool report) : Error(code, what), report(report) {}
   bool report;

@@ -18,7 +18,8 @@ struct BlockStats {
   double batches = 0;
   double correct1 = 0, correct3 = 0;  // readout (hidden block) or network output (last block)
   double samples = 0;
-  static constexpr int kFields = 7;
+  double seconds = 0;                 // time spent in this block's steps
+  static constexpr int kFields = 8;
   void to(double* out) const;
   static BlockStats from(const double* in);
 };

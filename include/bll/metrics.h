@@ -19,6 +19,7 @@ struct EpochRecord {
   double mixing = 0, lr = 0;
   std::vector<double> readout_test, readout_train;  // percent, per hidden block
   std::vector<double> block_loss, block_kl, block_pred;  // mean per batch, per block
+  std::vector<double> block_train_seconds;  // compute time of each block's training steps
   std::vector<double> rank_wait_seconds;  // training time each rank spent blocked on messages
 };
 

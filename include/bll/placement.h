@@ -8,9 +8,10 @@ namespace bll {
 
 class Placement {
  public:
-  // N blocks over K ranks, contiguous and as even as possible (earlier ranks get the extra
-  // blocks). Throws ConfigError when N < K: a rank without a block has nothing to do.
-  Placement(int64_t num_blocks, int num_ranks);
+  // N blocks over K ranks, contiguous: `blocks_per_rank[r]` blocks for rank r when given, else as
+  // even as possible (earlier ranks get the extra blocks). Throws ConfigError when a rank would
+  // have no block, or the counts do not match K ranks and N blocks.
+  Placement(int64_t num_blocks, int num_ranks, const std::vector<int64_t>& blocks_per_rank = {});
 
   int64_t num_blocks() const { return num_blocks_; }
   int num_ranks() const { return int(first_.size()) - 1; }

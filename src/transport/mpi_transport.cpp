@@ -115,11 +115,6 @@ class MpiTransport : public Transport {
 
   void barrier() override { BLL_MPI_CHECK(MPI_Barrier(comm_)); }
 
-  [[noreturn]] void abort(int code) override {
-    MPI_Abort(MPI_COMM_WORLD, code);
-    std::_Exit(code);
-  }
-
  private:
   MPI_Comm comm_;
   MpiOptions opt_;

@@ -45,9 +45,6 @@ class Transport {
   virtual void allreduce_sum(const torch::Tensor& t) = 0;  // in place, blocking
   virtual void broadcast_string(std::string& s, int root) = 0;
   virtual void barrier() = 0;
-
-  // Ends every rank of the job now with `code` (after this rank has reported why).
-  [[noreturn]] virtual void abort(int code) = 0;
 };
 
 }  // namespace bll
