@@ -7,7 +7,7 @@ namespace bll {
 
 // Keeps glibc malloc from returning large freed blocks to the kernel. Training allocates and frees
 // the same multi-megabyte activations every step; with glibc's defaults each one is a fresh mmap
-// whose pages fault in zeroed, which cost a 4-block CNN step 2.8x its time here
+// whose pages fault in zeroed; keeping it made the 4-block CNN 2.2x faster here
 // (docs/benchmarks.md). Returns false if glibc refused a setting.
 bool keep_freed_memory();
 
