@@ -258,6 +258,12 @@ const KeySpec* find_key(const std::string& name) {
 
 using Entries = std::map<std::string, std::pair<YAML::Node, std::string>>;  // key -> (node, where)
 
+// "file:line" of a node, for messages.
+std::string at(const std::string& source, const YAML::Node& node) {
+  const int line = node.Mark().line;
+  return line >= 0 ? source + ":" + std::to_string(line + 1) : source;
+}
+
 void collect_file(const YAML::Node& root, const std::string& source, Entries& out) {
   if (!root || root.IsNull()) return;
   if (!root.IsMap()) throw ConfigError(source + ": expected a mapping of sections (data:, model:, ...) at the top level");
@@ -266,13 +272,13 @@ void collect_file(const YAML::Node& root, const std::string& source, Entries& ou
     if (!sec.second.IsMap()) {
       bool is_section = false;
       for (const auto& k : config_schema()) is_section |= k.name.rfind(section + ".", 0) == 0;
-      if (!is_section) unknown_key(source, section);
-      throw ConfigError(source + ": section '" + section + "' must be a mapping of keys");
+      if (!is_section) unknown_key(at(source, sec.first), section);
+      throw ConfigError(at(source, sec.first) + ": section '" + section + "' must be a mapping of keys");
     }
     for (const auto& kv : sec.second) {
       const std::string name = section + "." + kv.first.as<std::string>();
-      if (!find_key(name)) unknown_key(source, name);
-      out[name] = {kv.second, source};
+      if (!find_key(name)) unknown_key(at(source, kv.first), name);
+      out[name] = {kv.second, at(source, kv.second)};
     }
   }
 }

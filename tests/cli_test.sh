@@ -33,7 +33,7 @@ expect "no config is a usage error" 2 '^bll-train: error: missing CONFIG.yaml' -
 expect "missing config file" 2 "nope.yaml: cannot open" -- "$train" "$work/nope.yaml"
 expect "unknown key in an override" 2 "unknown key 'optim.lrr' \(did you mean 'optim.lr'\?\)" -- "$train" "$work/ok.yaml" optim.lrr=0.1
 printf 'train: {epohcs: 1}\n' >>"$work/bad_key.yaml"; cat "$work/ok.yaml" >>"$work/bad_key.yaml"
-expect "unknown key in the file" 2 "bad_key.yaml: unknown key 'train.epohcs' \(did you mean 'train.epochs'\?\)" -- "$train" "$work/bad_key.yaml"
+expect "unknown key in the file" 2 "bad_key.yaml:1: unknown key 'train.epohcs' \(did you mean 'train.epochs'\?\)" -- "$train" "$work/bad_key.yaml"
 expect "wrong type" 2 "ok.yaml.*key 'train.batch_size': expected an integer.*got 'many'|command line: key 'train.batch_size': expected an integer" -- "$train" "$work/ok.yaml" train.batch_size=many
 expect "out of range" 2 "key 'optim.lr': expected a number in" -- "$train" "$work/ok.yaml" optim.lr=-3
 

@@ -57,6 +57,11 @@ TEST_CASE("an unknown section is rejected with the nearest key") {
   CHECK_THAT(error_of(kMinimal + "zzz: 3\n"), Contains("unknown key 'zzz'"));
 }
 
+TEST_CASE("errors in the file give its line") {
+  CHECK_THAT(error_of(kMinimal + "optim:\n  lr: fast\n"), Contains("f.yaml:5: key 'optim.lr': expected a number"));
+  CHECK_THAT(error_of(kMinimal + "optim:\n  lrr: 0.1\n"), Contains("f.yaml:5: unknown key 'optim.lrr'"));
+}
+
 TEST_CASE("a wrong type names the key and what was expected") {
   CHECK_THAT(error_of(kMinimal, {"train.batch_size=abc"}),
              Contains("key 'train.batch_size'") && Contains("expected an integer") && Contains("'abc'"));
