@@ -38,12 +38,8 @@ int run(int argc, char** argv, int rank, int world) {
                                                          : "unknown option '" + args[0] + "' (bll-train --help)",
                            rank == 0);
 
-  bll::Config config;
-  try {
-    config = bll::load_config(args[0], {args.begin() + 1, args.end()});
-  } catch (const bll::Error& e) {
-    throw bll::AgreedError(e.code(), e.what(), rank == 0);  // every rank parses the same file
-  }
+  const bll::Config config =
+      bll::agreed(rank, [&] { return bll::load_config(args[0], {args.begin() + 1, args.end()}); });
 
   if (config.runtime.keep_freed_memory && !bll::keep_freed_memory() && rank == 0)
     std::fprintf(stderr, "bll-train: warning: glibc refused the malloc settings; training may be slower\n");

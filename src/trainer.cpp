@@ -129,16 +129,6 @@ std::string shape_str(const Shape& s) {
   return out + "]";
 }
 
-// Runs a step that every rank performs on the same inputs: its error is every rank's error.
-template <class F>
-auto agreed(int rank, F&& step) {
-  try {
-    return step();
-  } catch (const Error& e) {
-    throw AgreedError(e.code(), e.what(), rank == 0);
-  }
-}
-
 void print_plan(const Config& config, const Transport& t, const Placement& placement, const std::vector<Shape>& shapes,
                 const DataInfo& info, const std::string& run_dir) {
   std::printf("bll-train: %s | %s %lld train / %lld test | %s, %lld blocks on %d rank%s (%s), in_flight %lld | run dir %s\n",

@@ -43,6 +43,19 @@ struct AgreedError : Error {
   bool report;
 };
 
+// Runs a step that every rank performs on the same inputs (parsing the config, placing blocks):
+// an Error it throws is every rank's, so it becomes an AgreedError that rank 0 reports.
+template <class F>
+auto agreed(int rank, F&& step) {
+  try {
+    return step();
+  } catch (const AgreedError&) {
+    throw;
+  } catch (const Error& e) {
+    throw AgreedError(e.code(), e.what(), rank == 0);
+  }
+}
+
 // Text of an MPI error code, for messages.
 std::string mpi_error_string(int code);
 
