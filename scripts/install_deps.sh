@@ -9,6 +9,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev catch2 nlohmann-json3-dev zlib1g-dev
   ca-certificates curl
+  python3 python3-matplotlib
 )
 
 missing=()

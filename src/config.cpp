@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "bll/error.h"
+#include "bll/losses/family.h"
+#include "bll/models/model.h"
 
 namespace bll {
 namespace {
@@ -76,26 +78,40 @@ std::vector<KeySpec> make_schema() {
     row("data.train_limit", &C::data, &DataConfig::train_limit, "0", "use only the first N training samples (0 = all)", range(0, kBig)),
     row("data.test_limit", &C::data, &DataConfig::test_limit, "0", "use only the first N test samples (0 = all)", range(0, kBig)),
 
-    row("model.type", &C::model, &ModelConfig::type, "", "network: mlp or cnn", required_one_of({"mlp", "cnn"})),
-    row("model.widths", &C::model, &ModelConfig::widths, "", "cnn: channels of each stage; mlp: size of each hidden layer",
-        required_range(1, 1 << 16)),
+    row("model.type", &C::model, &ModelConfig::type, "", "network, one file each in src/models/",
+        required_one_of(model_types())),
+    row("model.widths", &C::model, &ModelConfig::widths, "[]", "cnn: channels of each stage; mlp: size of each hidden layer",
+        range(1, 1 << 16)),
+    row("model.width", &C::model, &ModelConfig::width, "64", "resnet: channels of the first stage (64 is the standard network)",
+        range(1, 1 << 12)),
     row("model.convs_per_stage", &C::model, &ModelConfig::convs_per_stage, "1", "cnn: conv-bn-relu layers per stage", range(1, 16)),
     row("model.head_hidden", &C::model, &ModelConfig::head_hidden, "0", "hidden units of the classifier head (0 = linear head)", range(0, 1 << 16)),
     row("model.blocks", &C::model, &ModelConfig::blocks, "", "N: number of blocks the network is split into", required_range(1, 1024)),
-    row("model.split", &C::model, &ModelConfig::split, "[]", "units per block, e.g. [1,1,2]; empty = as even as possible", range(1, 1024)),
+    row("model.split", &C::model, &ModelConfig::split, "[]",
+        "units per block, e.g. [1,1,2]; empty = cut at units so that blocks hold equal shares of the layers", range(1, 1024)),
 
+    row("loss.family", &C::loss, &LossConfig::family, "gaussian",
+        "exponential family of the messages alpha_k, beta_k, one file each in src/losses/",
+        one_of(family_names())),
     row("loss.kl_weight", &C::loss, &LossConfig::kl_weight, "1.0", "weight of the variational term D_KL(rho_k || alpha_k)", range(0, 1e6)),
     row("loss.pred_weight", &C::loss, &LossConfig::pred_weight, "1.0", "weight of the local predictive cross-entropy", range(0, 1e6)),
-    row("loss.sigma", &C::loss, &LossConfig::sigma, "1.0", "standard deviation of the Gaussian messages", range(1e-6, 1e6)),
-    row("loss.mixing", &C::loss, &LossConfig::mixing, "schedule", "posterior mixing: schedule (m = 1/(1+tau*epoch)) or constant",
+    row("loss.sigma", &C::loss, &LossConfig::sigma, "1.0", "gaussian: standard deviation of the messages", range(1e-6, 1e6)),
+    row("loss.mixing", &C::loss, &LossConfig::mixing, "schedule",
+        "posterior rho ~ alpha * beta^m: schedule (m = 1/(1+tau*epoch)) or constant (m = loss.mixing_m)",
         one_of({"schedule", "constant"})),
     row("loss.tau", &C::loss, &LossConfig::tau, "0.5", "annealing rate of the mixing schedule", range(0, 1e6)),
-    row("loss.mixing_m", &C::loss, &LossConfig::mixing_m, "0.5", "m when loss.mixing is constant", range(0, 1)),
+    row("loss.mixing_m", &C::loss, &LossConfig::mixing_m, "0.5", "m when loss.mixing is constant (1 = the full product alpha*beta)",
+        range(0, 1)),
     row("loss.feedback", &C::loss, &LossConfig::feedback, "closed_form",
         "feedback g_k: closed_form (least squares on each batch) or gradient (trained by the optimizer)",
         one_of({"closed_form", "gradient"})),
     row("loss.feedback_momentum", &C::loss, &LossConfig::feedback_momentum, "0.0",
         "closed_form: weight of the previous solution, per class (0 = this batch only)", range(0, 0.9999)),
+    row("loss.forward_posterior", &C::loss, &LossConfig::forward_posterior, "false",
+        "training passes the posterior rho_k to the next block instead of alpha_k (evaluation always passes alpha_k)"),
+    row("loss.span", &C::loss, &LossConfig::span, "1",
+        "BLL(x): gradients flow across x consecutive blocks before they stop (1 = plain BLL); a span stays on one rank",
+        range(1, 1024)),
     row("loss.readout_pool", &C::loss, &LossConfig::readout_pool, "2", "local readout sees alpha average-pooled to PxP", range(1, 64)),
 
     row("optim.name", &C::optim, &OptimConfig::name, "adam", "optimizer of every block: sgd (with momentum) or adam", one_of({"sgd", "adam"})),

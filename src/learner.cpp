@@ -1,12 +1,17 @@
 #include "bll/learner.h"
 
+#include <chrono>
 #include <cmath>
 
 #include "bll/error.h"
-#include "bll/loss.h"
+#include "bll/losses/local_loss.h"
 #include "bll/optim.h"
 
 namespace bll {
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
 
 void BlockStats::to(double* out) const {
   const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds};
@@ -20,19 +25,20 @@ BlockStats BlockStats::from(const double* in) {
   return s;
 }
 
-BlockLearner::BlockLearner(const Config& config, Block block, int64_t num_classes)
-    : config_(config), block_(std::move(block)), num_classes_(num_classes) {
+BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes)
+    : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)) {
   std::vector<torch::Tensor> trained;
-  for (const auto& p : block_->named_parameters()) {
-    const bool solved = closed_form_feedback() && p.key().rfind("feedback.", 0) == 0;
-    p.value().set_requires_grad(!solved);
-    if (!solved) trained.push_back(p.value());
-  }
+  for (auto& block : blocks_)
+    for (const auto& p : block->named_parameters()) {
+      const bool solved = closed_form_feedback(block) && p.key().rfind("feedback.", 0) == 0;
+      p.value().set_requires_grad(!solved);
+      if (!solved) trained.push_back(p.value());
+    }
   optimizer_ = make_optimizer(trained, config.optim);
 }
 
-bool BlockLearner::closed_form_feedback() const {
-  return !block_->is_output() && config_.loss.feedback == "closed_form";
+bool BlockLearner::closed_form_feedback(const Block& block) const {
+  return !block->is_output() && config_.loss.feedback == "closed_form";
 }
 
 void BlockLearner::start_epoch(int64_t epoch) {
@@ -50,46 +56,64 @@ void BlockLearner::count(const torch::Tensor& logits, const torch::Tensor& y, Bl
   stats.samples += double(y.size(0));
 }
 
-torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torch::Tensor& y, BlockStats& stats) {
-  block_->train();
+torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
+                                       std::vector<BlockStats>& stats) {
+  const auto start = Clock::now();
   optimizer_->zero_grad();
-  // Gradient stop: this block's graph starts at its input.
-  const auto alpha = block_->forward(alpha_in.detach());
-  torch::Tensor logits;
-  LocalLoss loss;
-  if (block_->is_output()) {
-    logits = alpha;
-    loss.total = torch::nn::functional::cross_entropy(logits, y);
-    loss.pred = loss.total;
-    loss.kl = torch::zeros({});
-  } else {
-    if (closed_form_feedback()) block_->fit_feedback(channel_means(alpha).detach(), y, config_.loss.feedback_momentum);
-    const auto beta = block_->feedback(torch::nn::functional::one_hot(y, num_classes_).to(alpha.dtype()));
-    logits = block_->readout(alpha);
-    loss = block_local_loss(alpha, beta, logits, y, m_, config_.loss);
+  const auto& c = config_.loss;
+  // Gradient stop: this span's graph starts at its input.
+  torch::Tensor x = alpha_in.detach(), total;
+  for (auto& block : blocks_) {
+    block->train();
+    BlockStats& s = stats[size_t(block->index())];
+    const auto alpha = block->forward(x);
+    torch::Tensor logits;
+    LocalLoss loss;
+    if (block->is_output()) {
+      logits = alpha;
+      loss.total = loss.pred = torch::nn::functional::cross_entropy(logits, y);
+      loss.kl = torch::zeros({});
+      x = alpha;
+    } else {
+      const auto a = channel_means(alpha);
+      if (closed_form_feedback(block))
+        block->fit_feedback(family_->expectation(a.detach()), y, c.feedback_momentum,
+                            [&](const torch::Tensor& e) { return family_->from_expectation(e); });
+      const auto beta = block->feedback(torch::nn::functional::one_hot(y, num_classes_).to(alpha.dtype()));
+      logits = block->readout(alpha);
+      loss = block_local_loss(*family_, alpha, beta, logits, y, m_, c);
+      x = c.forward_posterior ? posterior_message(alpha, a, loss.posterior) : alpha;
+    }
+    const double value = loss.total.item<double>();
+    if (!std::isfinite(value))
+      throw RuntimeError("block " + std::to_string(block->index()) + ": local loss is " + std::to_string(value) +
+                         " after " + std::to_string(int64_t(s.batches)) +
+                         " batches of this epoch (training diverged; lower optim.lr)");
+    total = total.defined() ? total + loss.total : loss.total;
+    s.loss += value;
+    s.kl += loss.kl.item<double>();
+    s.pred += loss.pred.item<double>();
+    s.batches += 1;
+    count(logits.detach(), y, s);
   }
-  const double total = loss.total.item<double>();
-  if (!std::isfinite(total))
-    throw RuntimeError("block " + std::to_string(block_->index()) + ": local loss is " + std::to_string(total) +
-                       " after " + std::to_string(int64_t(stats.batches)) +
-                       " batches of this epoch (training diverged; lower optim.lr)");
-  loss.total.backward();
+  total.backward();
   optimizer_->step();
-
-  stats.loss += total;
-  stats.kl += loss.kl.item<double>();
-  stats.pred += loss.pred.item<double>();
-  stats.batches += 1;
-  count(logits.detach(), y, stats);
-  return alpha.detach();
+  // A span's forward and backward run as one piece: its time is shared evenly by its blocks.
+  const double share = since(start) / double(blocks_.size());
+  for (auto& block : blocks_) stats[size_t(block->index())].seconds += share;
+  return x.detach();
 }
 
-torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y, BlockStats& stats) {
+torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
+                                      std::vector<BlockStats>& stats) {
   torch::NoGradGuard no_grad;
-  block_->eval();
-  const auto alpha = block_->forward(alpha_in);
-  count(block_->is_output() ? alpha : block_->readout(alpha), y, stats);
-  return alpha;
+  torch::Tensor x = alpha_in;
+  for (auto& block : blocks_) {
+    block->eval();
+    x = block->forward(x);
+    count(block->is_output() ? x : block->readout(x), y, stats[size_t(block->index())]);
+  }
+  return x;
 }
 
 }  // namespace bll

@@ -43,14 +43,14 @@ Pipeline::Pipeline(Transport& transport, const Placement& placement, std::vector
 
 PhaseTiming Pipeline::train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
                             const ProgressFn& progress) {
-  auto step = [](BlockLearner& l, const torch::Tensor& x, const torch::Tensor& y, BlockStats& s) {
+  auto step = [](BlockLearner& l, const torch::Tensor& x, const torch::Tensor& y, std::vector<BlockStats>& s) {
     return l.train_step(x, y, s);
   };
   return stream(true, source, n_samples, batch_size, stats, step, progress);
 }
 
 PhaseTiming Pipeline::eval(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats) {
-  auto step = [](BlockLearner& l, const torch::Tensor& x, const torch::Tensor& y, BlockStats& s) {
+  auto step = [](BlockLearner& l, const torch::Tensor& x, const torch::Tensor& y, std::vector<BlockStats>& s) {
     return l.eval_step(x, y, s);
   };
   return stream(false, source, n_samples, batch_size, stats, step, {});
@@ -101,12 +101,9 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
       alpha_in.pop_front();
       post(t + int64_t(window));
     }
-    for (size_t i = 0; i < learners_.size(); ++i) {
-      const auto k = size_t(learners_[i].block()->index());
-      const auto step_start = Clock::now();
-      x = step(learners_[i], x, y, stats[k]);
-      stats[k].seconds += since(step_start);
-      if (!alpha_out.empty()) alpha_out.front()->test();  // let MPI make progress between blocks
+    for (auto& learner : learners_) {
+      x = step(learner, x, y, stats);
+      if (!alpha_out.empty()) alpha_out.front()->test();  // let MPI make progress between spans
     }
     if (!ends) {
       alpha_out.push_back(transport_.isend(x.contiguous(), rank + 1, tag,

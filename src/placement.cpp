@@ -6,22 +6,44 @@
 
 namespace bll {
 
-Placement::Placement(int64_t num_blocks, int num_ranks, const std::vector<int64_t>& blocks_per_rank)
+Placement::Placement(int64_t num_blocks, int num_ranks, const std::vector<int64_t>& blocks_per_rank, int64_t span)
     : num_blocks_(num_blocks) {
   if (num_ranks < 1) throw RuntimeError("placement: no ranks");
-  if (num_blocks < num_ranks)
-    throw ConfigError("model.blocks is " + std::to_string(num_blocks) + " but the job has " + std::to_string(num_ranks) +
-                      " ranks: every rank needs at least one block (raise model.blocks or start fewer ranks)");
+  if (span < 1) throw RuntimeError("placement: span < 1");
+  const int64_t spans = (num_blocks + span - 1) / span;
+  if (spans < num_ranks) {
+    if (span == 1)
+      throw ConfigError("model.blocks is " + std::to_string(num_blocks) + " but the job has " +
+                        std::to_string(num_ranks) +
+                        " ranks: every rank needs at least one block (raise model.blocks or start fewer ranks)");
+    throw ConfigError("loss.span " + std::to_string(span) + " groups " + std::to_string(num_blocks) + " blocks into " +
+                      std::to_string(spans) + " spans, but the job has " + std::to_string(num_ranks) +
+                      " ranks: a span trains on one rank and every rank needs one (start at most " +
+                      std::to_string(spans) + " ranks, or lower loss.span)");
+  }
   std::vector<int64_t> counts = blocks_per_rank;
-  if (counts.empty())
-    for (int r = 0; r < num_ranks; ++r) counts.push_back(num_blocks / num_ranks + (r < num_blocks % num_ranks ? 1 : 0));
+  if (counts.empty()) {
+    int64_t next_span = 0;
+    for (int r = 0; r < num_ranks; ++r) {
+      const int64_t take = spans / num_ranks + (r < spans % num_ranks ? 1 : 0);
+      counts.push_back(std::min(num_blocks, (next_span + take) * span) - next_span * span);
+      next_span += take;
+    }
+  }
   int64_t total = 0;
-  bool every_rank_has_one = true;
-  for (int64_t n : counts) total += n, every_rank_has_one &= n >= 1;
+  bool every_rank_has_one = true, spans_whole = true;
+  for (int64_t n : counts) {
+    total += n, every_rank_has_one &= n >= 1;
+    spans_whole &= total % span == 0 || total == num_blocks;
+  }
   if (int64_t(counts.size()) != num_ranks || total != num_blocks || !every_rank_has_one)
     throw ConfigError("runtime.blocks_per_rank has " + std::to_string(counts.size()) + " entries adding up to " +
                       std::to_string(total) + ", but the job has " + std::to_string(num_ranks) + " ranks and " +
                       std::to_string(num_blocks) + " blocks (each rank needs at least one)");
+  if (!spans_whole)
+    throw ConfigError("runtime.blocks_per_rank cuts a span of loss.span " + std::to_string(span) +
+                      " blocks between two ranks: each rank's first block must be a multiple of " +
+                      std::to_string(span));
   first_.push_back(0);
   for (int64_t n : counts) first_.push_back(first_.back() + n);
 }

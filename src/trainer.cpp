@@ -12,6 +12,7 @@
 #include "bll/learner.h"
 #include "bll/pipeline.h"
 #include "bll/placement.h"
+#include "bll/models/model.h"
 
 namespace bll {
 namespace fs = std::filesystem;
@@ -130,15 +131,16 @@ std::string shape_str(const Shape& s) {
 }
 
 void print_plan(const Config& config, const Transport& t, const Placement& placement, const std::vector<Shape>& shapes,
-                const DataInfo& info, const std::string& run_dir) {
+                const std::vector<int64_t>& layers, const DataInfo& info, const std::string& run_dir) {
   std::printf("bll-train: %s | %s %lld train / %lld test | %s, %lld blocks on %d rank%s (%s), in_flight %lld | run dir %s\n",
               config.source.c_str(), config.data.dataset.c_str(), (long long)info.n_train, (long long)info.n_test,
               config.model.type.c_str(), (long long)config.model.blocks, t.size(), t.size() > 1 ? "s" : "",
               t.name().c_str(), (long long)config.train.in_flight, run_dir.c_str());
   for (int r = 0; r < t.size(); ++r)
     for (int64_t k = placement.first_block(r); k < placement.end_block(r); ++k)
-      std::printf("  rank %d: block %lld %s -> %s\n", r, (long long)k, shape_str(shapes[size_t(k)]).c_str(),
-                  shape_str(shapes[size_t(k) + 1]).c_str());
+      std::printf("  rank %d: block %lld %s -> %s, %lld layer%s\n", r, (long long)k, shape_str(shapes[size_t(k)]).c_str(),
+                  shape_str(shapes[size_t(k) + 1]).c_str(), (long long)layers[size_t(k)],
+                  layers[size_t(k)] == 1 ? "" : "s");
   std::fflush(stdout);
 }
 
@@ -175,23 +177,30 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const std::string run_dir = resolve_run_dir(config);
 
   // Where: this rank's blocks.
-  const Placement placement =
-      agreed(rank, [&] { return Placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank); });
+  const Placement placement = agreed(rank, [&] {
+    return Placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank, config.loss.span);
+  });
 
   RankData data;
   const DataInfo info = start_up(config, run_dir, t, data);
   const auto shapes =
       agreed(rank, [&] { return block_boundary_shapes(config.model, info.sample_shape, info.num_classes); });
+  const auto layers =
+      agreed(rank, [&] { return block_layer_counts(config.model, info.sample_shape, info.num_classes); });
 
-  // What: the learners of this rank's blocks.
+  // What: the learners of this rank's blocks, one per span of loss.span blocks.
   std::vector<BlockLearner> learners;
-  for (int64_t k = placement.first_block(rank); k < placement.end_block(rank); ++k)
-    learners.emplace_back(config, make_block(config, k, info.sample_shape, info.num_classes), info.num_classes);
+  for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
+    std::vector<Block> span;
+    do span.push_back(make_block(config, k, info.sample_shape, info.num_classes));
+    while (++k < placement.end_block(rank) && k % config.loss.span != 0);
+    learners.emplace_back(config, std::move(span), info.num_classes);
+  }
 
   // When: the free-running pipeline.
   Pipeline pipeline(t, placement, learners, shapes, config.train.in_flight);
 
-  if (print) print_plan(config, t, placement, shapes, info, run_dir);
+  if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;
   if (rank == 0) metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string());
   ProgressBar bar(print && (config.runtime.progress == "on" ||
@@ -229,10 +238,11 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     result.epochs.push_back(rec);
   }
 
-  for (auto& l : learners) {
-    result.block_state[l.block()->index()] = block_state(l.block());
-    if (config.runtime.save_params) save_block(l.block(), run_dir);
-  }
+  for (auto& l : learners)
+    for (auto& block : l.blocks()) {
+      result.block_state[block->index()] = block_state(block);
+      if (config.runtime.save_params) save_block(block, run_dir);
+    }
   if (print && config.runtime.save_params)
     std::printf("bll-train: done; metrics and parameters in %s\n", run_dir.c_str());
   return result;

@@ -103,7 +103,7 @@ TEST_CASE("the resolved YAML parses back to the same configuration") {
   CHECK(back.runtime.run_dir == "x y");
 }
 
-TEST_CASE("--help lists every key of the schema") {
+TEST_CASE("the help text lists every key of the schema") {
   const auto help = bll::config_help();
   for (const auto& k : bll::config_schema()) CHECK_THAT(help, Contains(k.name));
 }

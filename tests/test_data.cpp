@@ -118,7 +118,7 @@ TEST_CASE("load_dataset reads a split and applies limits") {
   CHECK(s.train.images.sizes() == torch::IntArrayRef({64, 1, 28, 28}));
 }
 
-TEST_CASE("CIFAR-10 binary files round-trip; truncation and bad labels are named") {
+TEST_CASE("CIFAR-10 binary files round-trip, and truncation and bad labels are named") {
   const auto dir = test::temp_dir("cifar");
   auto img = torch::randint(0, 256, {6, 3, 32, 32}, torch::kInt64).to(torch::kUInt8);
   auto lab = torch::tensor({0, 9, 3, 3, 5, 1}, torch::kInt64);
@@ -187,7 +187,7 @@ TEST_CASE("normalization standardizes each channel with train statistics") {
   CHECK(torch::allclose(Normalizer::identity(3).apply(img), img.to(torch::kFloat32) / 255));
 }
 
-TEST_CASE("horizontal flips mirror whole images; padded crops keep the shape") {
+TEST_CASE("horizontal flips mirror whole images and padded crops keep the shape") {
   auto img = torch::arange(16 * 28 * 28, torch::kInt64).remainder(251).to(torch::kUInt8).view({16, 1, 28, 28});
   auto lab = torch::zeros({16}, torch::kInt64);
   BatchSource flip(Dataset{img, lab}, Normalizer::identity(1), 16, true, Augment{true, 0}, 3);

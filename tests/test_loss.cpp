@@ -2,16 +2,27 @@
 
 #include <cmath>
 
-#include "bll/loss.h"
+#include "bll/losses/family.h"
+#include "bll/losses/local_loss.h"
 #include "bll/optim.h"
 
 using namespace bll;
 
 namespace {
-LossConfig loss_config(double kl_w = 1.0, double pred_w = 1.0, double sigma = 1.0) {
+LossConfig loss_config(double kl_w = 1.0, double pred_w = 1.0, double sigma = 1.0, const std::string& family = "gaussian") {
   LossConfig c;
-  c.kl_weight = kl_w, c.pred_weight = pred_w, c.sigma = sigma, c.mixing = "schedule", c.tau = 0.5;
+  c.family = family, c.kl_weight = kl_w, c.pred_weight = pred_w, c.sigma = sigma, c.mixing = "schedule", c.tau = 0.5;
   return c;
+}
+
+torch::Tensor f64(std::initializer_list<double> v) { return torch::tensor(std::vector<double>(v), torch::kFloat64); }
+
+// Gradients of KL(rho || alpha) with respect to the forward message a and the feedback message b,
+// for gamma = natural(a) + m natural(b), by autograd.
+std::pair<torch::Tensor, torch::Tensor> kl_grads(const Family& f, torch::Tensor a, torch::Tensor b, double m) {
+  a = a.clone().requires_grad_(true), b = b.clone().requires_grad_(true);
+  kl_divergence(f, posterior_natural(f, a, b, m), f.natural(a)).sum().backward();
+  return {a.grad(), b.grad()};
 }
 
 // KL(q || p) by numerical integration over z, for scalar Gaussians.
@@ -39,19 +50,114 @@ TEST_CASE("general Gaussian KL matches numerical integration") {
   }
 }
 
-TEST_CASE("fixed-variance KL is the general KL at equal variances") {
-  auto mq = torch::randn({5, 7}, torch::kFloat64), mp = torch::randn({5, 7}, torch::kFloat64);
-  for (double sigma : {0.5, 1.0, 2.0}) {
-    auto var = torch::full({5, 7}, sigma * sigma, torch::kFloat64);
-    CHECK(torch::allclose(gaussian_kl_fixed_var(mq, mp, sigma), gaussian_kl(mq, var, mp, var), 1e-12, 1e-12));
+TEST_CASE("each family's mu is the gradient of its log-partition function A") {
+  for (const auto& name : family_names()) {
+    const auto f = make_family(loss_config(1, 1, 0.7, name));
+    auto eta = f->natural(torch::randn({5, 3}, torch::kFloat64) * 0.5).detach().requires_grad_(true);
+    f->log_partition(eta).sum().backward();
+    INFO(name);
+    CHECK(torch::allclose(eta.grad(), f->mean_statistics(eta.detach()), 1e-10, 1e-12));
+    auto x = torch::randn({4}, torch::kFloat64);
+    CHECK(torch::allclose(f->parameter(f->natural(x)), x, 1e-12, 1e-12));
+    CHECK(torch::allclose(f->from_expectation(f->expectation(x)), x, 1e-6, 1e-9));
   }
 }
 
-TEST_CASE("posterior mean is (alpha + beta)/2 at m = 1/2 and alpha at m = 0") {
-  auto a = torch::randn({3, 4}), b = torch::randn({3, 4});
-  CHECK(torch::allclose(posterior_mean(a, b, 0.5), (a + b) / 2));
-  CHECK(torch::allclose(posterior_mean(a, b, 0.0), a));
-  CHECK(torch::allclose(posterior_mean(a, b, 1.0), b));
+TEST_CASE("KL values match each family's closed form") {
+  auto a = f64({-1.0, 0.2, 1.5}), b = f64({0.7, -0.4, 2.0});
+  const double m = 0.6;
+  SECTION("bernoulli: p log(p/q) + (1-p) log((1-p)/(1-q))") {
+    const auto f = make_family(loss_config(1, 1, 1, "bernoulli"));
+    auto p = torch::sigmoid(a + m * b), q = torch::sigmoid(a);
+    auto expected = p * torch::log(p / q) + (1 - p) * torch::log((1 - p) / (1 - q));
+    CHECK(torch::allclose(kl_divergence(*f, posterior_natural(*f, a, b, m), f->natural(a)), expected, 1e-10, 1e-12));
+  }
+  SECTION("poisson: l1 log(l1/l2) - l1 + l2") {
+    const auto f = make_family(loss_config(1, 1, 1, "poisson"));
+    auto l1 = torch::exp(a + m * b), l2 = torch::exp(a);
+    auto expected = l1 * torch::log(l1 / l2) - l1 + l2;
+    CHECK(torch::allclose(kl_divergence(*f, posterior_natural(*f, a, b, m), f->natural(a)), expected, 1e-10, 1e-12));
+  }
+  SECTION("gaussian: rho = alpha * beta^m has mean (a + m b)/(1 + m) and variance sigma^2/(1 + m)") {
+    const double sigma = 1.3, var = sigma * sigma;
+    const auto f = make_family(loss_config(1, 1, sigma, "gaussian"));
+    const auto gamma = posterior_natural(*f, a, b, m);
+    const auto mean = (a + m * b) / (1 + m);
+    CHECK(torch::allclose(f->parameter(gamma), mean, 1e-12, 1e-12));
+    const auto v = torch::full_like(a, var);
+    CHECK(torch::allclose(kl_divergence(*f, gamma, f->natural(a)), gaussian_kl(mean, v / (1 + m), a, v), 1e-10, 1e-12));
+    // m = 1 is the full product: the paper's rho = (alpha + beta) / 2.
+    CHECK(torch::allclose(f->parameter(posterior_natural(*f, a, b, 1.0)), (a + b) / 2, 1e-12, 1e-12));
+  }
+  SECTION("every family: KL is 0 at m = 0 and positive otherwise") {
+    for (const auto& name : family_names()) {
+      const auto f = make_family(loss_config(1, 1, 1, name));
+      CHECK(kl_divergence(*f, posterior_natural(*f, a, b, 0.0), f->natural(a)).abs().max().item<double>() < 1e-12);
+      CHECK(kl_divergence(*f, posterior_natural(*f, a, b, m), f->natural(a)).min().item<double>() > 0);
+    }
+  }
+}
+
+TEST_CASE("general Gaussian KL is zero for equal distributions") {
+  auto mq = torch::randn({5, 7}, torch::kFloat64), vq = torch::rand({5, 7}, torch::kFloat64) + 0.1;
+  CHECK(gaussian_kl(mq, vq, mq, vq).abs().max().item<double>() < 1e-12);
+}
+
+TEST_CASE("bernoulli gradients are the supplement's S9 and S10") {
+  const auto f = make_family(loss_config(1, 1, 1, "bernoulli"));
+  auto phi = f64({-1.0, 0.3, 2.0}), gamma = f64({0.5, -0.2, 1.1});
+  // S9: -dL/dphi = rho - alpha, -dL/dgamma = rho (1 - rho) (phi - gamma), phi and gamma independent.
+  auto p = phi.clone().requires_grad_(true), g = gamma.clone().requires_grad_(true);
+  kl_divergence(*f, f->natural(g), f->natural(p)).sum().backward();
+  auto rho = torch::sigmoid(gamma), alpha = torch::sigmoid(phi);
+  CHECK(torch::allclose(-p.grad(), rho - alpha, 1e-10, 1e-12));
+  CHECK(torch::allclose(-g.grad(), rho * (1 - rho) * (phi - gamma), 1e-10, 1e-12));
+  // S10, the ansatz phi = a, gamma = a + b (m = 1):
+  //   -dL/da = (rho - alpha) - rho (1 - rho) b,   -dL/db = -rho (1 - rho) b.
+  auto a = phi, b = gamma - phi;
+  auto [da, db] = kl_grads(*f, a, b, 1.0);
+  CHECK(torch::allclose(-da, (rho - alpha) - rho * (1 - rho) * b, 1e-10, 1e-12));
+  CHECK(torch::allclose(-db, -rho * (1 - rho) * b, 1e-10, 1e-12));
+}
+
+TEST_CASE("poisson gradients are the supplement's S13") {
+  const auto f = make_family(loss_config(1, 1, 1, "poisson"));
+  auto a = f64({-1.0, 0.3, 1.2}), b = f64({0.4, -0.6, 0.2});
+  auto [da, db] = kl_grads(*f, a, b, 1.0);
+  auto rho = torch::exp(a + b), alpha = torch::exp(a);
+  CHECK(torch::allclose(-da, (rho - alpha) - rho * b, 1e-10, 1e-12));
+  CHECK(torch::allclose(-db, -rho * b, 1e-10, 1e-12));
+}
+
+TEST_CASE("gaussian gradients: S11 and S12 for a posterior of the prior's variance, S8 for the product") {
+  // S11/S12 hold a known-variance posterior (variance sigma^2 = 1 as printed; for sigma != 1 the
+  // printed S11 lacks the factor sigma^2 on its first term, which S8 has): only the first natural
+  // parameter moves, gamma1 = phi1 + b.
+  const auto f = make_family(loss_config(1, 1, 1.0, "gaussian"));
+  auto a = f64({-0.5, 0.8, 2.0}), b = f64({0.3, -1.1, 0.6});
+  auto phi = f->natural(a).detach().requires_grad_(true);
+  auto shift = torch::stack({b, torch::zeros_like(b)}, -1);
+  auto gamma = (phi.detach() + shift).requires_grad_(true);
+  kl_divergence(*f, gamma, phi).sum().backward();
+  // S11: -dL/dphi = gamma - phi, -dL/dgamma = sigma^2 (phi - gamma) (first components).
+  CHECK(torch::allclose(-phi.grad().select(-1, 0), b, 1e-10, 1e-12));
+  CHECK(torch::allclose(-gamma.grad().select(-1, 0), -b, 1e-10, 1e-12));
+  // S12 with phi = a, gamma = a + b: -dL/da = (1 - sigma^2) b = 0, -dL/db = -sigma^2 b.
+  CHECK(torch::allclose(-(phi.grad() + gamma.grad()).select(-1, 0), torch::zeros_like(b), 1e-10, 1e-12));
+  // S8 for the two-parameter product (our gaussian): -dL/dphi = mu(gamma) - mu(phi).
+  auto p2 = f->natural(a).detach().requires_grad_(true);
+  auto g2 = posterior_natural(*f, a, b, 0.8).detach();
+  kl_divergence(*f, g2, p2).sum().backward();
+  CHECK(torch::allclose(-p2.grad(), f->mean_statistics(g2) - f->mean_statistics(p2.detach()), 1e-10, 1e-12));
+}
+
+TEST_CASE("the gaussian KL pulls alpha towards the feedback: m^2 (b - a)^2 / (2 sigma^2 (1 + m)^2) + const") {
+  const double sigma = 0.9, m = 0.5;
+  const auto f = make_family(loss_config(1, 1, sigma, "gaussian"));
+  auto a = torch::randn({6}, torch::kFloat64), b = torch::randn({6}, torch::kFloat64);
+  auto kl = kl_divergence(*f, posterior_natural(*f, a, b, m), f->natural(a));
+  const double c = 0.5 * (std::log(1 + m) + 1 / (1 + m) - 1);
+  CHECK(torch::allclose(kl, m * m * (b - a).pow(2) / (2 * sigma * sigma * (1 + m) * (1 + m)) + c, 1e-10, 1e-12));
 }
 
 TEST_CASE("mixing schedule m = 1/(1 + tau*epoch) and constant") {
@@ -73,54 +179,68 @@ TEST_CASE("channel means pool feature maps and keep vectors") {
   CHECK(torch::equal(channel_means(v), v));
 }
 
-TEST_CASE("the local KL term has the closed form m^2/(2 sigma^2) * mean_b sum_j (beta - a)^2") {
-  auto alpha = torch::randn({6, 4, 3, 3}, torch::kFloat64), beta = torch::randn({6, 4}, torch::kFloat64);
+TEST_CASE("the local loss is kl_weight * KL + pred_weight * CE, for every family") {
+  auto alpha = torch::randn({6, 4, 3, 3}, torch::kFloat64) * 0.5, beta = torch::randn({6, 4}, torch::kFloat64) * 0.5;
   auto logits = torch::randn({6, 10}, torch::kFloat64);
   auto y = torch::randint(0, 10, {6}, torch::kInt64);
-  const double m = 0.4, sigma = 1.5;
-  auto loss = block_local_loss(alpha, beta, logits, y, m, loss_config(2.0, 0.5, sigma));
-  auto a = alpha.mean({2, 3});
-  const double kl = ((beta - a).pow(2).sum(1).mean() * m * m / (2 * sigma * sigma)).item<double>();
-  const double ce = torch::nn::functional::cross_entropy(logits, y).item<double>();
-  CHECK(loss.kl.item<double>() == Approx(kl).epsilon(1e-12));
-  CHECK(loss.pred.item<double>() == Approx(ce).epsilon(1e-12));
-  CHECK(loss.total.item<double>() == Approx(2.0 * kl + 0.5 * ce).epsilon(1e-12));
+  const double m = 0.4;
+  for (const auto& name : family_names()) {
+    const auto cfg = loss_config(2.0, 0.5, 1.5, name);
+    const auto f = make_family(cfg);
+    auto loss = block_local_loss(*f, alpha, beta, logits, y, m, cfg);
+    auto a = alpha.mean({2, 3});
+    const double kl = kl_divergence(*f, posterior_natural(*f, a, beta, m), f->natural(a)).sum(1).mean().item<double>();
+    const double ce = torch::nn::functional::cross_entropy(logits, y).item<double>();
+    INFO(name);
+    CHECK(loss.kl.item<double>() == Approx(kl).epsilon(1e-12));
+    CHECK(loss.pred.item<double>() == Approx(ce).epsilon(1e-12));
+    CHECK(loss.total.item<double>() == Approx(2.0 * kl + 0.5 * ce).epsilon(1e-12));
+    CHECK(torch::allclose(loss.posterior, f->parameter(posterior_natural(*f, a, beta, m)), 1e-12, 1e-12));
+  }
 }
 
-TEST_CASE("local loss gradients match finite differences and the analytic form") {
-  auto alpha = torch::randn({4, 3, 2, 2}, torch::kFloat64).requires_grad_(true);
-  auto beta = torch::randn({4, 3}, torch::kFloat64).requires_grad_(true);
-  auto w = torch::randn({10, 3}, torch::kFloat64).requires_grad_(true);  // readout on channel means
-  auto y = torch::tensor({1, 7, 3, 1}, torch::kInt64);
-  const double m = 0.7, sigma = 0.8;
-  const auto cfg = loss_config(1.3, 0.6, sigma);
-  auto f = [&]() { return block_local_loss(alpha, beta, channel_means(alpha).matmul(w.t()), y, m, cfg).total; };
-
-  auto loss = f();
-  loss.backward();
-  for (auto* p : {&alpha, &beta, &w}) {
-    auto g = p->grad().clone();
-    auto flat = p->detach().view(-1);
-    const double eps = 1e-6;
-    for (int64_t i = 0; i < flat.numel(); ++i) {
-      torch::NoGradGuard ng;
-      const double x0 = flat[i].item<double>();
-      flat[i] = x0 + eps;
-      const double up = f().item<double>();
-      flat[i] = x0 - eps;
-      const double down = f().item<double>();
-      flat[i] = x0;
-      CHECK(g.view(-1)[i].item<double>() == Approx((up - down) / (2 * eps)).epsilon(1e-5).margin(1e-8));
+TEST_CASE("local loss gradients match finite differences, for every family") {
+  for (const auto& name : family_names()) {
+    auto alpha = (torch::randn({4, 3, 2, 2}, torch::kFloat64) * 0.5).requires_grad_(true);
+    auto beta = (torch::randn({4, 3}, torch::kFloat64) * 0.5).requires_grad_(true);
+    auto w = torch::randn({10, 3}, torch::kFloat64).requires_grad_(true);  // readout on channel means
+    auto y = torch::tensor({1, 7, 3, 1}, torch::kInt64);
+    const auto cfg = loss_config(1.3, 0.6, 0.8, name);
+    const auto f = make_family(cfg);
+    auto loss_fn = [&]() {
+      return block_local_loss(*f, alpha, beta, channel_means(alpha).matmul(w.t()), y, 0.7, cfg).total;
+    };
+    loss_fn().backward();
+    for (auto* p : {&alpha, &beta, &w}) {
+      auto g = p->grad().clone();
+      auto flat = p->detach().view(-1);
+      const double eps = 1e-6;
+      for (int64_t i = 0; i < flat.numel(); ++i) {
+        torch::NoGradGuard ng;
+        const double x0 = flat[i].item<double>();
+        flat[i] = x0 + eps;
+        const double up = loss_fn().item<double>();
+        flat[i] = x0 - eps;
+        const double down = loss_fn().item<double>();
+        flat[i] = x0;
+        INFO(name << " element " << i);
+        CHECK(g.view(-1)[i].item<double>() == Approx((up - down) / (2 * eps)).epsilon(1e-5).margin(1e-8));
+      }
     }
   }
-  // The KL part alone: dKL/dbeta = m^2 (beta - a) / (sigma^2 B).
-  beta.grad().zero_();
-  auto kl_only = block_local_loss(alpha, beta, channel_means(alpha).matmul(w.t()), y, m, loss_config(1.0, 0.0, sigma));
-  kl_only.total.backward();
-  auto a = channel_means(alpha).detach();
-  auto expected = (beta.detach() - a) * (m * m / (sigma * sigma * 4));
-  CHECK(torch::allclose(beta.grad(), expected, 1e-10, 1e-12));
 }
+
+TEST_CASE("posterior mixing passes alpha on shifted per channel to the posterior's parameter") {
+  auto alpha = torch::randn({2, 3, 4, 4}, torch::kFloat64);
+  auto a = channel_means(alpha), rho = torch::randn({2, 3}, torch::kFloat64);
+  auto out = posterior_message(alpha, a, rho);
+  CHECK(torch::allclose(channel_means(out), rho, 1e-12, 1e-12));
+  CHECK(torch::allclose(out - alpha, (rho - a).view({2, 3, 1, 1}).expand_as(alpha), 1e-12, 1e-12));
+  auto v = torch::randn({2, 5}, torch::kFloat64);
+  CHECK(torch::allclose(posterior_message(v, v, rho.narrow(1, 0, 2).repeat({1, 3}).narrow(1, 0, 5)),
+                        rho.narrow(1, 0, 2).repeat({1, 3}).narrow(1, 0, 5), 1e-12, 1e-12));
+}
+
 
 TEST_CASE("learning-rate schedules") {
   OptimConfig c;

@@ -3,7 +3,7 @@
 #include "bll/config.h"
 #include "bll/error.h"
 #include "bll/learner.h"
-#include "bll/model.h"
+#include "bll/models/model.h"
 #include "bll/placement.h"
 
 using namespace bll;
@@ -23,23 +23,73 @@ Config cnn_config(int64_t blocks, std::vector<int64_t> split = {}) {
 using Ranges = std::vector<std::pair<int64_t, int64_t>>;
 }  // namespace
 
-TEST_CASE("units split evenly into blocks, larger blocks first") {
+TEST_CASE("units split into blocks of equal layer shares, larger blocks first") {
   auto c = cnn_config(2);
-  CHECK(split_units(4, c.model) == Ranges{{0, 2}, {2, 4}});
+  const auto plan = model_plan(c.model, {1, 28, 28}, 10);  // 3 stages (1 layer each) + head (2 layers)
+  REQUIRE(plan.size() == 4);
+  CHECK(split_units(plan, c.model) == Ranges{{0, 3}, {3, 4}});  // layers (3, 2): a tie goes to the earlier block
   c.model.blocks = 3;
-  CHECK(split_units(4, c.model) == Ranges{{0, 2}, {2, 3}, {3, 4}});
+  CHECK(split_units(plan, c.model) == Ranges{{0, 2}, {2, 3}, {3, 4}});
+  c.model.blocks = 4;
+  CHECK(split_units(plan, c.model) == Ranges{{0, 1}, {1, 2}, {2, 3}, {3, 4}});
   c.model.blocks = 1;
-  CHECK(split_units(4, c.model) == Ranges{{0, 4}});
+  CHECK(split_units(plan, c.model) == Ranges{{0, 4}});
 }
 
 TEST_CASE("an explicit split is honoured and checked") {
   auto c = cnn_config(2, {3, 1});
-  CHECK(split_units(4, c.model) == Ranges{{0, 3}, {3, 4}});
+  const auto plan = model_plan(c.model, {1, 28, 28}, 10);
+  CHECK(split_units(plan, c.model) == Ranges{{0, 3}, {3, 4}});
   c.model.split = {2, 1};
-  CHECK_THROWS_WITH(split_units(4, c.model), Contains("add up to 3") && Contains("4 units"));
+  CHECK_THROWS_WITH(split_units(plan, c.model), Contains("add up to 3") && Contains("4 units"));
   c.model.blocks = 5;
   c.model.split = {};
-  CHECK_THROWS_AS(split_units(4, c.model), ConfigError);
+  CHECK_THROWS_WITH(split_units(plan, c.model),
+                    Contains("5 blocks but cnn has only 4 units") && Contains("stage1, stage2, stage3, head"));
+}
+
+TEST_CASE("resnet18 and resnet50 split into 4 blocks of the paper's layer counts at residual units") {
+  Config c = parse_config("data: {dataset: fashion-mnist, dir: d}\nmodel: {type: resnet18, width: 4, blocks: 4}\n"
+                          "train: {epochs: 1}\n", "t", {});
+  // 18 layers in 10 units (stem, 8 basic units, head); 50 layers in 18 units (16 bottlenecks).
+  // The paper's (4,5,4,5) cannot fall on unit boundaries (blocks of units hold 2 layers each
+  // plus the stem or head), so the nearest cut holds the same sizes: (5,4,4,5).
+  CHECK(block_layer_counts(c.model, {1, 28, 28}, 10) == std::vector<int64_t>{5, 4, 4, 5});
+  CHECK(model_plan(c.model, {1, 28, 28}, 10).size() == 10);
+  c.model.type = "resnet50";
+  CHECK(block_layer_counts(c.model, {3, 32, 32}, 10) == std::vector<int64_t>{13, 12, 12, 13});
+  CHECK(model_plan(c.model, {3, 32, 32}, 10).size() == 18);
+  c.model.type = "resnet18";
+  const auto shapes = block_boundary_shapes(c.model, {3, 32, 32}, 10);
+  CHECK(shapes[1] == Shape{4, 32, 32});
+  CHECK(shapes[2] == Shape{8, 16, 16});
+  CHECK(shapes[3] == Shape{16, 8, 8});
+  CHECK(shapes[4] == Shape{10});
+  c.model.blocks = 11;
+  CHECK_THROWS_WITH(block_layer_counts(c.model, {1, 28, 28}, 10), Contains("resnet18 has only 10 units"));
+}
+
+TEST_CASE("resnet blocks compute the declared shapes and learn") {
+  for (const char* type : {"resnet18", "resnet50"}) {
+    Config c = parse_config(std::string("data: {dataset: fashion-mnist, dir: d}\nmodel: {type: ") + type +
+                                ", width: 4, blocks: 4}\ntrain: {epochs: 1}\n", "t", {});
+    const auto shapes = block_boundary_shapes(c.model, {1, 28, 28}, 10);
+    auto x = torch::randn({2, 1, 28, 28});
+    for (int64_t k = 0; k < 4; ++k) {
+      auto b = make_block(c, k, {1, 28, 28}, 10);
+      b->eval();
+      x = b->forward(x);
+      CHECK(Shape(x.sizes().begin() + 1, x.sizes().end()) == shapes[size_t(k) + 1]);
+    }
+  }
+}
+
+TEST_CASE("a model that cannot take the input says why") {
+  Config c = parse_config("data: {dataset: fashion-mnist, dir: d}\nmodel: {type: cnn, widths: [4,4,4,4,4,4], blocks: 2}\n"
+                          "train: {epochs: 1}\n", "t", {});
+  CHECK_THROWS_WITH(block_boundary_shapes(c.model, {1, 28, 28}, 10), Contains("too small") && Contains("64x64"));
+  c.model.widths = {};
+  CHECK_THROWS_WITH(block_boundary_shapes(c.model, {1, 28, 28}, 10), Contains("model.widths"));
 }
 
 TEST_CASE("block boundary shapes follow the CNN stages") {
@@ -51,7 +101,7 @@ TEST_CASE("block boundary shapes follow the CNN stages") {
   CHECK(s[4] == Shape{10});
 }
 
-TEST_CASE("built blocks produce the declared shapes; only the last is the output block") {
+TEST_CASE("built blocks produce the declared shapes and only the last is the output block") {
   const auto c = cnn_config(4);
   const auto shapes = block_boundary_shapes(c.model, {1, 28, 28}, 10);
   auto x = torch::randn({2, 1, 28, 28});
@@ -75,8 +125,8 @@ TEST_CASE("a block's initial weights depend only on (seed, index)") {
   REQUIRE(p.size() == q.size());
   for (size_t i = 0; i < p.size(); ++i) CHECK(torch::equal(p[i], q[i]));
   auto other = make_block(c, 1, {1, 28, 28}, 10);
-  CHECK_FALSE(torch::equal(other->body->parameters()[0].flatten().narrow(0, 0, 4),
-                           first->body->parameters()[0].flatten().narrow(0, 0, 4)));
+  CHECK_FALSE(torch::equal(other->units()[0]->parameters()[0].flatten().narrow(0, 0, 4),
+                           first->units()[0]->parameters()[0].flatten().narrow(0, 0, 4)));
 }
 
 TEST_CASE("mlp blocks flatten images and chain dense layers") {
@@ -96,7 +146,8 @@ TEST_CASE("closed-form feedback is the per-class mean of the forward message") {
   auto a = torch::randn({6, 4});
   auto y = torch::tensor({2, 5, 2, 2, 5, 9}, torch::kInt64);
   auto w_before = b->feedback_layer()->weight.detach().clone();
-  b->fit_feedback(a, y, 0.0);
+  const auto same = [](const torch::Tensor& t) { return t; };
+  b->fit_feedback(a, y, 0.0, same);
   auto beta = b->feedback(torch::nn::functional::one_hot(y, 10).to(torch::kFloat32));
   CHECK(torch::allclose(beta[0], (a[0] + a[2] + a[3]) / 3, 1e-6, 1e-6));
   CHECK(torch::allclose(beta[1], (a[1] + a[4]) / 2, 1e-6, 1e-6));
@@ -104,26 +155,51 @@ TEST_CASE("closed-form feedback is the per-class mean of the forward message") {
   // Absent classes keep their column.
   CHECK(torch::equal(b->feedback_layer()->weight.select(1, 0), w_before.select(1, 0)));
   // With momentum the old solution is blended in.
-  b->fit_feedback(torch::zeros({6, 4}), y, 0.75);
+  b->fit_feedback(torch::zeros({6, 4}), y, 0.75, same);
   auto beta2 = b->feedback(torch::nn::functional::one_hot(y, 10).to(torch::kFloat32));
   CHECK(torch::allclose(beta2[5], a[5] * 0.75, 1e-6, 1e-6));
 }
 
 TEST_CASE("a train step stops the gradient at the block input and updates only the block") {
   const auto c = cnn_config(4);
-  BlockLearner learner(c, make_block(c, 1, {1, 28, 28}, 10), 10);
+  BlockLearner learner(c, {make_block(c, 1, {1, 28, 28}, 10)}, 10);
   learner.start_epoch(0);
   auto x = torch::randn({8, 4, 14, 14}).requires_grad_(true);
   auto y = torch::randint(0, 10, {8}, torch::kInt64);
-  auto before = learner.block()->body->parameters()[0].detach().clone();
-  BlockStats stats;
+  auto before = learner.blocks()[0]->units()[0]->parameters()[0].detach().clone();
+  std::vector<BlockStats> stats(4);
   auto out = learner.train_step(x, y, stats);
   CHECK_FALSE(x.grad().defined());
   CHECK_FALSE(out.requires_grad());
-  CHECK_FALSE(torch::equal(before, learner.block()->body->parameters()[0]));
-  CHECK(stats.batches == 1);
-  CHECK(stats.samples == 8);
-  CHECK(stats.kl > 0);
+  CHECK_FALSE(torch::equal(before, learner.blocks()[0]->units()[0]->parameters()[0]));
+  CHECK(stats[1].batches == 1);
+  CHECK(stats[1].samples == 8);
+  CHECK(stats[1].kl > 0);
+  CHECK(stats[0].batches == 0);
+}
+
+TEST_CASE("a span of blocks trains as one: the second block's loss reaches the first block") {
+  // BLL(2): block 0's update depends on block 1's loss as well; in plain BLL it does not.
+  const auto c = cnn_config(4);
+  auto x = torch::randn({8, 1, 28, 28});
+  auto y = torch::randint(0, 10, {8}, torch::kInt64);
+  auto first_block_after_one_step = [&](bool span) {
+    std::vector<Block> blocks{make_block(c, 0, {1, 28, 28}, 10), make_block(c, 1, {1, 28, 28}, 10)};
+    std::vector<BlockStats> stats(4);
+    if (span) {
+      BlockLearner l(c, blocks, 10);
+      l.start_epoch(0);
+      CHECK_FALSE(l.train_step(x, y, stats).requires_grad());
+    } else {
+      BlockLearner l0(c, {blocks[0]}, 10), l1(c, {blocks[1]}, 10);
+      l0.start_epoch(0), l1.start_epoch(0);
+      l1.train_step(l0.train_step(x, y, stats), y, stats);
+    }
+    CHECK(stats[0].batches == 1);
+    CHECK(stats[1].batches == 1);
+    return blocks[0]->units()[0]->parameters()[0].detach().clone();
+  };
+  CHECK_FALSE(torch::allclose(first_block_after_one_step(true), first_block_after_one_step(false)));
 }
 
 TEST_CASE("placement: contiguous ranges, earlier ranks take the extra blocks") {
@@ -151,4 +227,17 @@ TEST_CASE("placement: explicit blocks per rank are honoured and checked") {
   CHECK(p.owner(3) == 1);
   CHECK_THROWS_WITH(Placement(4, 2, {1, 2}), Contains("runtime.blocks_per_rank") && Contains("adding up to 3"));
   CHECK_THROWS_WITH(Placement(4, 2, {1, 1, 2}), Contains("3 entries") && Contains("2 ranks"));
+}
+
+TEST_CASE("placement: spans of loss.span blocks stay on one rank") {
+  Placement p(8, 2, {}, 2);  // 4 spans over 2 ranks
+  CHECK(p.end_block(0) == 4);
+  Placement q(7, 3, {}, 2);  // spans [0,2) [2,4) [4,6) [6,7): 2 + 1 + 1 spans
+  CHECK(q.end_block(0) == 4);
+  CHECK(q.end_block(1) == 6);
+  CHECK(q.end_block(2) == 7);
+  CHECK_THROWS_WITH(Placement(4, 4, {}, 2), Contains("loss.span 2") && Contains("2 spans") && Contains("4 ranks"));
+  CHECK_THROWS_WITH(Placement(4, 2, {1, 3}, 2), Contains("cuts a span"));
+  Placement r(4, 2, {2, 2}, 2);
+  CHECK(r.first_block(1) == 2);
 }

@@ -93,69 +93,105 @@ TEST_CASE("transport: a wait for a message that never comes times out and names 
   t->barrier();
 }
 
+namespace {
+
+// Every rank sends its blocks' state to rank 0, which returns the largest difference from the
+// 1-rank reference (other ranks return 0).
+double worst_difference(Transport& t, const TrainResult& single, const TrainResult& multi, const Placement& placement) {
+  std::vector<WorkPtr> works;
+  std::map<int64_t, std::vector<torch::Tensor>> gathered;
+  if (t.rank() != 0) {
+    for (auto& [block, state] : multi.block_state)
+      for (auto& tensor : state) works.push_back(t.isend(tensor.contiguous(), 0, 40 + int(block), "state"));
+  } else {
+    for (const auto& [block, reference] : single.block_state) {
+      const int owner = placement.owner(block);
+      if (owner == 0) {
+        gathered[block] = multi.block_state.at(block);
+        continue;
+      }
+      for (const auto& ref : reference) {
+        gathered[block].push_back(torch::empty_like(ref));
+        works.push_back(t.irecv(gathered[block].back(), owner, 40 + int(block), "state"));
+      }
+    }
+  }
+  for (auto& w : works) w->wait();
+  double worst = 0;
+  if (t.rank() == 0)
+    for (const auto& [block, reference] : single.block_state) {
+      REQUIRE(gathered[block].size() == reference.size());
+      for (size_t i = 0; i < reference.size(); ++i) {
+        REQUIRE(gathered[block][i].sizes() == reference[i].sizes());
+        const auto diff = (gathered[block][i].to(torch::kFloat64) - reference[i].to(torch::kFloat64)).abs();
+        worst = std::max(worst, diff.max().item<double>());
+      }
+    }
+  return worst;
+}
+
+// Trains `config` on rank 0 alone (MPI_COMM_SELF, the same code path) and on every rank, and
+// checks that parameters, buffers and accuracies agree.
+void check_identity(Transport& t, Config config, const std::string& label) {
+  const auto base = test::temp_dir("identity-" + std::to_string(t.rank()));
+  TrainResult single;
+  if (t.rank() == 0) {
+    auto self = make_mpi_transport(MPI_COMM_SELF);
+    Config alone = config;
+    alone.runtime.run_dir = base + "/single";
+    alone.runtime.blocks_per_rank.clear();  // one rank holds every block
+    single = run_training(alone, *self, {false});
+    REQUIRE(int64_t(single.block_state.size()) == config.model.blocks);
+  }
+  config.runtime.run_dir = base + "/multi";
+  const auto multi = run_training(config, t, {false});
+  const Placement placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank, config.loss.span);
+  const double worst = worst_difference(t, single, multi, placement);
+  if (t.rank() == 0) {
+    INFO(label << " on " << t.size() << " ranks: max |difference| " << worst);
+    CHECK(worst <= 1e-6);
+    CHECK(multi.epochs.back().test_top1 == Approx(single.epochs.back().test_top1));
+    CHECK(multi.epochs.back().train_top1 == Approx(single.epochs.back().train_top1));
+  }
+  t.barrier();
+}
+
+}  // namespace
+
 TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches in flight and placement") {
   auto t = world();
   const auto data = shared_fixture(*t);
-  const auto base = test::temp_dir("parity-" + std::to_string(t->rank()));
-
-  // The reference: all blocks in one process (rank 0 alone, on MPI_COMM_SELF), same code path.
-  TrainResult single;
-  if (t->rank() == 0) {
+  if (t->rank() == 0) {  // the reference learns (chance is 10%)
     auto self = make_mpi_transport(MPI_COMM_SELF);
-    single = run_training(small_config(data, base + "/single", 2), *self, {false});
-    REQUIRE(single.block_state.size() == 4);
-    CHECK(single.epochs.back().test_top1 > 50.0);  // it learns (chance is 10%)
+    const auto r = run_training(small_config(data, test::temp_dir("learns") + "/run", 2), *self, {false});
+    CHECK(r.epochs.back().test_top1 > 50.0);
   }
-
-  struct Schedule {
-    int64_t in_flight;
-    std::vector<int64_t> blocks_per_rank;  // empty = even
-  };
-  std::vector<Schedule> schedules{{1, {}}, {3, {}}};
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> schedules{{1, {}}, {3, {}}};  // in_flight, placement
   if (t->size() == 2) schedules.push_back({2, {1, 3}});
   for (const auto& [in_flight, blocks_per_rank] : schedules) {
-    auto config = small_config(data, base + "/multi", in_flight);
+    auto config = small_config(data, "", in_flight);
     config.runtime.blocks_per_rank = blocks_per_rank;
-    const auto multi = run_training(config, *t, {false});
-    CHECK(multi.epochs.size() == 2);
-    // Every rank sends its blocks' state to rank 0, which compares it with the reference.
-    std::vector<WorkPtr> works;
-    std::map<int64_t, std::vector<torch::Tensor>> gathered;
-    if (t->rank() != 0) {
-      for (auto& [block, state] : multi.block_state)
-        for (auto& tensor : state) works.push_back(t->isend(tensor.contiguous(), 0, 40 + int(block), "state"));
-    } else {
-      const Placement placement(4, t->size(), blocks_per_rank);
-      for (const auto& [block, reference] : single.block_state) {
-        const int owner = placement.owner(block);
-        if (owner == 0) {
-          gathered[block] = multi.block_state.at(block);
-          continue;
-        }
-        for (const auto& ref : reference) {
-          gathered[block].push_back(torch::empty_like(ref));
-          works.push_back(t->irecv(gathered[block].back(), owner, 40 + int(block), "state"));
-        }
-      }
-    }
-    for (auto& w : works) w->wait();
-    if (t->rank() == 0) {
-      double worst = 0;
-      for (const auto& [block, reference] : single.block_state) {
-        REQUIRE(gathered[block].size() == reference.size());
-        for (size_t i = 0; i < reference.size(); ++i) {
-          REQUIRE(gathered[block][i].sizes() == reference[i].sizes());
-          const auto diff = (gathered[block][i].to(torch::kFloat64) - reference[i].to(torch::kFloat64)).abs();
-          worst = std::max(worst, diff.max().item<double>());
-        }
-      }
-      INFO("in_flight " << in_flight << ", " << t->size() << " ranks, " << blocks_per_rank.size()
-                         << "-entry placement: max |difference| " << worst);
-      CHECK(worst <= 1e-6);
-      CHECK(multi.epochs.back().test_top1 == Approx(single.epochs.back().test_top1));
-      CHECK(multi.epochs.back().train_top1 == Approx(single.epochs.back().train_top1));
-    }
-    t->barrier();
+    check_identity(*t, config, "in_flight " + std::to_string(in_flight));
+  }
+}
+
+TEST_CASE("K ranks and 1 rank agree for every model, loss family, feedback and span") {
+  auto t = world();
+  const auto data = shared_fixture(*t);
+  // A training set that is not a multiple of the batch, and a partial last test batch.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> variants{
+      {"resnet18", {"model.type=resnet18", "model.width=4"}},
+      {"resnet50", {"model.type=resnet50", "model.width=2"}},
+      {"bernoulli", {"loss.family=bernoulli"}},
+      {"poisson", {"loss.family=poisson"}},
+      {"forward posterior", {"loss.forward_posterior=true"}},
+      {"gradient feedback", {"loss.feedback=gradient"}},
+      {"mlp, BLL(2)", {"model.type=mlp", "model.widths=[16,16,16,16,16,16,16]", "model.blocks=8", "loss.span=2"}},
+  };
+  for (const auto& [label, overrides] : variants) {
+    auto all = overrides;
+    for (const char* o : {"data.train_limit=500", "data.test_limit=250", "train.epochs=1"}) all.push_back(o);
+    check_identity(*t, parse_config(test::small_config_yaml(data, ""), "test", all), label);
   }
 }
 

@@ -21,8 +21,9 @@ struct DataConfig {
 };
 
 struct ModelConfig {
-  std::string type;              // mlp | cnn
+  std::string type;              // a registered model (models/model.h: model_types())
   std::vector<int64_t> widths;   // cnn: channels per stage; mlp: hidden sizes
+  int64_t width = 64;            // resnet: channels of the first stage (64 = the standard network)
   int64_t convs_per_stage = 1;   // cnn: conv-bn-relu layers per stage (the last one downsamples)
   int64_t head_hidden = 0;       // hidden units of the classifier head; 0 = linear head
   int64_t blocks = 1;            // N: the network is split into N blocks
@@ -30,6 +31,7 @@ struct ModelConfig {
 };
 
 struct LossConfig {
+  std::string family;         // message family: gaussian | bernoulli | poisson (losses/family.h)
   double kl_weight = 1.0;     // weight of D_KL(rho_k || alpha_k)
   double pred_weight = 1.0;   // weight of the local predictive (readout) cross-entropy
   double sigma = 1.0;         // standard deviation of the Gaussian messages
@@ -39,6 +41,8 @@ struct LossConfig {
   int64_t readout_pool = 2;   // readout classifier sees alpha average-pooled to pool x pool
   std::string feedback;       // closed_form: g_k solved on each batch | gradient: trained by the optimizer
   double feedback_momentum = 0.0;  // closed_form: weight of the previous solution (0 = this batch only)
+  bool forward_posterior = false;  // training passes the posterior rho_k on instead of alpha_k
+  int64_t span = 1;                // BLL(x): gradients flow across this many consecutive blocks
 };
 
 struct OptimConfig {

@@ -1,13 +1,17 @@
-// One block together with its optimizer: the unit of local learning. A learner needs only its
-// input alpha_{k-1} and the labels; it never sees another block's parameters or gradients.
+// The unit of local learning: a span of consecutive blocks (loss.span of them; one in plain BLL)
+// with one optimizer. A learner needs only its input alpha_{k-1} and the labels; it never sees
+// another span's parameters or gradients. Inside a span gradients flow across block boundaries
+// (BLL(x) of the supplement, Table 3); they stop at the span's input.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <memory>
+#include <vector>
 
 #include "bll/config.h"
-#include "bll/model.h"
+#include "bll/losses/family.h"
+#include "bll/models/model.h"
 
 namespace bll {
 
@@ -26,30 +30,34 @@ struct BlockStats {
 
 class BlockLearner {
  public:
-  BlockLearner(const Config& config, Block block, int64_t num_classes);
+  // `blocks`: consecutive blocks, in order.
+  BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes);
 
   // Sets the learning rate and mixing parameter for a 0-based epoch.
   void start_epoch(int64_t epoch);
 
-  // One local update on a batch: alpha_k = f_k(alpha_in) with the gradient stopped at the
-  // input, the block's local loss, backward within the block, optimizer step. Returns alpha_k
-  // (detached), the message for the next block.
-  torch::Tensor train_step(const torch::Tensor& alpha_in, const torch::Tensor& y, BlockStats& stats);
+  // One local update on a batch: the span's blocks in order with the gradient stopped at the
+  // span's input, each block's loss, backward within the span, optimizer step. Returns the
+  // message for the next span (detached): alpha, or under loss.forward_posterior the posterior.
+  // Adds to stats[k] for each block k of the span.
+  torch::Tensor train_step(const torch::Tensor& alpha_in, const torch::Tensor& y, std::vector<BlockStats>& stats);
 
-  // Inference on a batch (eval mode, no gradients); counts the block's correct predictions.
-  torch::Tensor eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y, BlockStats& stats);
+  // Inference on a batch (eval mode, no gradients, alpha passed on); counts correct predictions.
+  torch::Tensor eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y, std::vector<BlockStats>& stats);
 
-  Block& block() { return block_; }
+  std::vector<Block>& blocks() { return blocks_; }
+  int64_t first_block() const { return blocks_.front()->index(); }
   double mixing() const { return m_; }
   double lr() const { return lr_; }
 
  private:
-  bool closed_form_feedback() const;
+  bool closed_form_feedback(const Block& block) const;
   void count(const torch::Tensor& logits, const torch::Tensor& y, BlockStats& stats) const;
 
   const Config& config_;
-  Block block_;
+  std::vector<Block> blocks_;
   int64_t num_classes_;
+  std::unique_ptr<Family> family_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   double m_ = 1.0, lr_ = 0.0;
 };

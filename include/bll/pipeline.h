@@ -14,7 +14,7 @@
 
 #include "bll/data/loader.h"
 #include "bll/learner.h"
-#include "bll/model.h"
+#include "bll/models/model.h"
 #include "bll/placement.h"
 #include "bll/transport/transport.h"
 
@@ -31,7 +31,7 @@ using ProgressFn = std::function<void(int64_t, int64_t)>;
 
 class Pipeline {
  public:
-  // `learners` are this rank's blocks in order; `boundary_shapes[k]` is the per-sample input
+  // `learners` are this rank's spans of blocks in order; `boundary_shapes[k]` is the per-sample input
   // shape of block k (from block_boundary_shapes).
   Pipeline(Transport& transport, const Placement& placement, std::vector<BlockLearner>& learners,
            std::vector<Shape> boundary_shapes, int64_t in_flight);
@@ -44,7 +44,8 @@ class Pipeline {
   PhaseTiming eval(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats);
 
  private:
-  using Step = std::function<torch::Tensor(BlockLearner&, const torch::Tensor&, const torch::Tensor&, BlockStats&)>;
+  using Step = std::function<torch::Tensor(BlockLearner&, const torch::Tensor&, const torch::Tensor&,
+                                           std::vector<BlockStats>&)>;
   PhaseTiming stream(bool training, BatchSource* source, int64_t n_samples, int64_t batch_size,
                      std::vector<BlockStats>& stats, const Step& step, const ProgressFn& progress);
 

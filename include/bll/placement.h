@@ -9,9 +9,11 @@ namespace bll {
 class Placement {
  public:
   // N blocks over K ranks, contiguous: `blocks_per_rank[r]` blocks for rank r when given, else as
-  // even as possible (earlier ranks get the extra blocks). Throws ConfigError when a rank would
-  // have no block, or the counts do not match K ranks and N blocks.
-  Placement(int64_t num_blocks, int num_ranks, const std::vector<int64_t>& blocks_per_rank = {});
+  // even as possible (earlier ranks get the extra blocks). Blocks come in spans of `span`
+  // consecutive blocks (the last span may be shorter) that train together and so stay on one
+  // rank. Throws ConfigError when a rank would have no block, the counts do not match K ranks and
+  // N blocks, or a rank boundary cuts a span.
+  Placement(int64_t num_blocks, int num_ranks, const std::vector<int64_t>& blocks_per_rank = {}, int64_t span = 1);
 
   int64_t num_blocks() const { return num_blocks_; }
   int num_ranks() const { return int(first_.size()) - 1; }

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# scripts/experiment.py end to end on a tiny data set: the seeds table (with one failing run),
+# the block sweep and its plot, a usage error and every run failing.
+# Usage: experiment_test.sh BLL_TRAIN MAKE_FIXTURE REPO_ROOT
+set -u
+train=$1 fixture=$2 root=$3
+exp=$root/scripts/experiment.py
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; for f in "$@"; do sed 's/^/     /' "$f"; done; }
+# check NAME 'CONDITION': the shell condition holds; on failure show the experiment's stdout and stderr.
+check() { if eval "$2"; then ok "$1"; else fail "$1" "$work/out" "$work/err"; fi; }
+
+"$fixture" "$work/data" 256 64 >/dev/null
+cat >"$work/tiny.yaml" <<YAML
+data: {dataset: fashion-mnist, dir: $work/data}
+model: {type: cnn, widths: [4, 8], head_hidden: 0, blocks: 3}
+train: {epochs: 1, batch_size: 32}
+runtime: {threads: 1, save_params: false}
+YAML
+
+# A launcher like launch/mpirun.sh NP CONFIG ... that fails for seed 2.
+cat >"$work/launcher.sh" <<SH
+#!/usr/bin/env bash
+np=\$1; shift
+for a in "\$@"; do
+  if [ "\$a" = train.seed=2 ]; then echo "launcher: seed 2 fails on purpose" >&2; exit 3; fi
+done
+exec mpirun -np "\$np" --bind-to none "$train" "\$@"
+SH
+printf '#!/usr/bin/env bash\necho "launcher: always fails" >&2\nexit 4\n' >"$work/broken.sh"
+chmod +x "$work/launcher.sh" "$work/broken.sh"
+
+# seeds: 3 runs, seed 2 fails -> exit 1, a table of the 2 others.
+out=$work/seeds
+BLL_LAUNCHER=$work/launcher.sh "$exp" seeds "$work/tiny.yaml" --np 2 --seeds 1,2,3 --out "$out" \
+  optim.lr=0.002 >"$work/out" 2>"$work/err"
+rc=$?
+check "seeds with one failing run exits 1" '[ "$rc" -eq 1 ]'
+check "seeds writes table.md and table.csv" '[ -s "$out/table.md" ] && [ -s "$out/table.csv" ]'
+check "table has N = 2 for the runs that succeeded" \
+  'grep -Eq "^\| test_top1 \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ \| 2 \| [0-9.]+ \| [0-9.]+ \|$" "$out/table.md"'
+check "table names the failed run" 'grep -q "^failed: seed 2 (exit 3)$" "$out/table.md"'
+check "progress line for seed 1" 'grep -Eq "^\[1/3\] seed 1: done in [0-9]+ s: test_top1 [0-9.]+$" "$work/out"'
+check "progress line for the failure, with the log tail" \
+  'grep -A5 "^\[2/3\] seed 2: FAILED (exit 3) after [0-9]* s; see .*logs/seed_2.log$" "$work/out" |
+     grep -q "^    launcher: seed 2 fails on purpose"'
+check "progress line for seed 3" 'grep -q "^\[3/3\] seed 3: done" "$work/out"'
+check "overrides reach the runs" 'grep -q "optim.lr=0.002" "$work/out"'
+# mean and sample std of test_top1 from the per-seed columns (seed_1, seed_3) agree with the CSV.
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i }
+  $1 == "test_top1" { a = $col["seed_1"]; b = $col["seed_3"]; m = (a + b) / 2; s = sqrt((a - m)^2 + (b - m)^2)
+    found = 1; bad = ($2 - m > 0.001 || m - $2 > 0.001 || $3 - s > 0.001 || s - $3 > 0.001 || $5 != 2) }
+  END { exit !(found && !bad) }' "$out/table.csv"
+stats=$?
+check "mean and std are right" '[ "$stats" -eq 0 ] && grep -q "^| test_top1 | $(awk -F, '"'"'$1 == "test_top1" { printf "%.2f ± %.2f", $2, $3 }'"'"' "$out/table.csv") |" "$out/table.md"'
+
+# sweep: blocks 1 and 3 through the default launcher (launch/mpirun.sh, which honours BLL_TRAIN).
+out=$work/sweep
+BLL_TRAIN=$train "$exp" sweep "$work/tiny.yaml" --blocks 1,3 --np 2 --seeds 1 --out "$out" >"$work/out" 2>"$work/err"
+rc=$?
+check "sweep exits 0" '[ "$rc" -eq 0 ]'
+check "sweep runs on min(np, blocks) ranks" \
+  'grep -q "^\[1/2\] blocks 1, seed 1: running (1 rank) ...$" "$work/out" &&
+   grep -q "^\[2/2\] blocks 3, seed 1: running (2 ranks) ...$" "$work/out"'
+check "sweep.csv has 2 runs" '[ "$(tail -n +2 "$out/sweep.csv" | grep -c .)" -eq 2 ]'
+check "sweep.md has a row per block count" 'grep -Eq "^\| 3 \| [0-9.]+ ± 0.00 \| 1 \|$" "$out/sweep.md"'
+check "sweep.png is a PNG" '[ "$(head -c 4 "$out/sweep.png" | od -An -c | tr -d " ")" = "211PNG" ]'
+
+# Usage errors: one line on stderr, exit 2.
+"$exp" seeds "$work/absent.yaml" --np 2 >"$work/out" 2>"$work/err"
+rc=$?
+check "missing config exits 2 with one line" \
+  '[ "$rc" -eq 2 ] && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "^experiment.py: " "$work/err"'
+"$exp" seeds "$work/tiny.yaml" --np 2 notanoverride >"$work/out" 2>"$work/err"
+rc=$?
+check "positional without = exits 2" '[ "$rc" -eq 2 ] && grep -q "^experiment.py: .*notanoverride" "$work/err"'
+
+# Every run failing: exit 3, no table.
+out=$work/broken
+BLL_LAUNCHER=$work/broken.sh "$exp" seeds "$work/tiny.yaml" --np 2 --seeds 1,2 --out "$out" >"$work/out" 2>"$work/err"
+rc=$?
+check "every run failing exits 3 without a table" '[ "$rc" -eq 3 ] && [ ! -e "$out/table.md" ]'
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
