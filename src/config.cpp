@@ -68,22 +68,25 @@ constexpr double kBig = 9.0e15;  // integers beyond this are not meaningful here
 std::vector<KeySpec> make_schema() {
   using C = Config;
   return {
-    row("data.dataset", &C::data, &DataConfig::dataset, "", "data set: fashion-mnist, mnist or cifar10",
-        required_one_of({"fashion-mnist", "mnist", "cifar10"})),
-    row("data.dir", &C::data, &DataConfig::dir, "", "folder with the data set's files, relative to the working directory (scripts/get_data.sh fills data/)",
-        [] { Opt o; o.required = true; return o; }()),
+    row("data.dataset", &C::data, &DataConfig::dataset, "",
+        "data set: fashion-mnist, mnist, cifar10, or reversal (the sequence task, generated from train.seed)",
+        required_one_of({"fashion-mnist", "mnist", "cifar10", "reversal"})),
+    row("data.dir", &C::data, &DataConfig::dir, "",
+        "folder with the data set's files, relative to the working directory (scripts/get_data.sh fills data/); required but for reversal"),
     row("data.normalize", &C::data, &DataConfig::normalize, "true", "standardize each channel with train-set mean and std"),
     row("data.hflip", &C::data, &DataConfig::hflip, "false", "random horizontal flip of training images"),
     row("data.crop_padding", &C::data, &DataConfig::crop_padding, "0", "random crop after zero padding by this many pixels (0 = off)", range(0, 16)),
-    row("data.train_limit", &C::data, &DataConfig::train_limit, "0", "use only the first N training samples (0 = all)", range(0, kBig)),
-    row("data.test_limit", &C::data, &DataConfig::test_limit, "0", "use only the first N test samples (0 = all)", range(0, kBig)),
+    row("data.train_limit", &C::data, &DataConfig::train_limit, "0", "use only the first N training samples (0 = all; reversal: sequences per epoch, 0 = 50000)", range(0, kBig)),
+    row("data.test_limit", &C::data, &DataConfig::test_limit, "0", "use only the first N test samples (0 = all; reversal: held-out sequences, 0 = 10000)", range(0, kBig)),
 
     row("model.type", &C::model, &ModelConfig::type, "", "network, one file each in src/models/",
         required_one_of(model_types())),
     row("model.widths", &C::model, &ModelConfig::widths, "[]", "cnn: channels of each stage; mlp: size of each hidden layer",
         range(1, 1 << 16)),
-    row("model.width", &C::model, &ModelConfig::width, "64", "resnet: channels of the first stage (64 is the standard network)",
+    row("model.width", &C::model, &ModelConfig::width, "64", "resnet: channels of the first stage (64 is the standard network); transformer: model dimension",
         range(1, 1 << 12)),
+    row("model.layers", &C::model, &ModelConfig::layers, "0",
+        "transformer: number of layers, one attention head each (0 = model.blocks: one layer per block)", range(0, 1024)),
     row("model.convs_per_stage", &C::model, &ModelConfig::convs_per_stage, "1", "cnn: conv-bn-relu layers per stage", range(1, 16)),
     row("model.head_hidden", &C::model, &ModelConfig::head_hidden, "0", "hidden units of the classifier head (0 = linear head)", range(0, 1 << 16)),
     row("model.blocks", &C::model, &ModelConfig::blocks, "", "N: number of blocks the network is split into", required_range(1, 1024)),
@@ -329,6 +332,9 @@ Config resolve(const Entries& entries, const std::string& source) {
     }
   }
   // Cross-key rules.
+  if (c.data.dataset != "reversal" && c.data.dir.empty())
+    throw ConfigError(source + ": missing required key 'data.dir' (data.dataset " + c.data.dataset +
+                      " is read from files; scripts/get_data.sh " + c.data.dataset + " puts them in data/)");
   if (!c.model.split.empty()) {
     if (int64_t(c.model.split.size()) != c.model.blocks)
       throw ConfigError(source + ": key 'model.split': has " + std::to_string(c.model.split.size()) +

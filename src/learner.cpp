@@ -14,14 +14,14 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 }  // namespace
 
 void BlockStats::to(double* out) const {
-  const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds};
+  const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds, seq_correct, sequences};
   std::copy(v, v + kFields, out);
 }
 
 BlockStats BlockStats::from(const double* in) {
   BlockStats s;
   s.loss = in[0], s.kl = in[1], s.pred = in[2], s.batches = in[3], s.correct1 = in[4], s.correct3 = in[5],
-  s.samples = in[6], s.seconds = in[7];
+  s.samples = in[6], s.seconds = in[7], s.seq_correct = in[8], s.sequences = in[9];
   return s;
 }
 
@@ -47,13 +47,27 @@ void BlockLearner::start_epoch(int64_t epoch) {
   m_ = mixing_m(config_.loss, epoch);
 }
 
+namespace {
+// A sequence task's tensors with the tokens as the batch: [B, T, F] -> [B*T, F], [B, T] -> [B*T].
+torch::Tensor per_token(const torch::Tensor& t, bool tokens) {
+  return tokens ? t.reshape({-1, t.size(-1)}) : t;
+}
+}  // namespace
+
 void BlockLearner::count(const torch::Tensor& logits, const torch::Tensor& y, BlockStats& stats) const {
-  const int64_t k = std::min<int64_t>(3, logits.size(1));
-  const auto topk = std::get<1>(logits.topk(k, 1));
-  const auto hit = topk.eq(y.unsqueeze(1));
-  stats.correct1 += double(hit.select(1, 0).sum().item<int64_t>());
+  const bool tokens = y.dim() == 2;
+  const auto flat_y = y.reshape(-1);
+  const auto flat = per_token(logits, tokens);
+  const int64_t k = std::min<int64_t>(3, flat.size(1));
+  const auto hit = std::get<1>(flat.topk(k, 1)).eq(flat_y.unsqueeze(1));
+  const auto top1 = hit.select(1, 0);
+  stats.correct1 += double(top1.sum().item<int64_t>());
   stats.correct3 += double(hit.any(1).sum().item<int64_t>());
-  stats.samples += double(y.size(0));
+  stats.samples += double(flat_y.size(0));
+  if (tokens) {
+    stats.seq_correct += double(top1.view({y.size(0), y.size(1)}).all(1).sum().item<int64_t>());
+    stats.sequences += double(y.size(0));
+  }
 }
 
 torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
@@ -61,6 +75,8 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
   const auto start = Clock::now();
   optimizer_->zero_grad();
   const auto& c = config_.loss;
+  const bool tokens = y.dim() == 2;  // a class per token: every token is a sample of the loss
+  const auto yt = y.reshape(-1);
   // Gradient stop: this span's graph starts at its input.
   torch::Tensor x = alpha_in.detach(), total;
   for (auto& block : blocks_) {
@@ -70,19 +86,20 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
     torch::Tensor logits;
     LocalLoss loss;
     if (block->is_output()) {
-      logits = alpha;
-      loss.total = loss.pred = torch::nn::functional::cross_entropy(logits, y);
+      logits = per_token(alpha, tokens);
+      loss.total = loss.pred = torch::nn::functional::cross_entropy(logits, yt);
       loss.kl = torch::zeros({});
       x = alpha;
     } else {
-      const auto a = channel_means(alpha);
+      const auto message = per_token(alpha, tokens);
+      const auto a = channel_means(message);
       if (closed_form_feedback(block))
-        block->fit_feedback(family_->expectation(a.detach()), y, c.feedback_momentum,
+        block->fit_feedback(family_->expectation(a.detach()), yt, c.feedback_momentum,
                             [&](const torch::Tensor& e) { return family_->from_expectation(e); });
-      const auto beta = block->feedback(torch::nn::functional::one_hot(y, num_classes_).to(alpha.dtype()));
-      logits = block->readout(alpha);
-      loss = block_local_loss(*family_, alpha, beta, logits, y, m_, c);
-      x = c.forward_posterior ? posterior_message(alpha, a, loss.posterior) : alpha;
+      const auto beta = block->feedback(torch::nn::functional::one_hot(yt, num_classes_).to(alpha.dtype()));
+      logits = per_token(block->readout(alpha), tokens);
+      loss = block_local_loss(*family_, message, beta, logits, yt, m_, c);
+      x = c.forward_posterior ? posterior_message(message, a, loss.posterior).view_as(alpha) : alpha;
     }
     const double value = loss.total.item<double>();
     if (!std::isfinite(value))

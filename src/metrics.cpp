@@ -17,6 +17,10 @@ std::string to_json_line(const EpochRecord& r) {
   j["test_top1"] = r.test_top1;
   j["test_top3"] = r.test_top3;
   j["train_top1"] = r.train_top1;
+  if (r.sequences) {
+    j["test_seq_acc"] = r.test_seq_acc;
+    j["train_seq_acc"] = r.train_seq_acc;
+  }
   j["train_loss"] = r.train_loss;
   j["samples_per_sec"] = r.samples_per_sec;
   j["seconds"] = r.seconds;
@@ -39,6 +43,11 @@ std::string format_epoch_line(const EpochRecord& r, int64_t epochs) {
   std::snprintf(head, sizeof head, "epoch %lld/%lld  loss %.4f  train %.2f%%  test %.2f%% (top-3 %.2f%%)",
                 (long long)r.epoch, (long long)epochs, r.train_loss, r.train_top1, r.test_top1, r.test_top3);
   std::string line = head;
+  if (r.sequences) {
+    char b[48];
+    std::snprintf(b, sizeof b, "  sequences %.2f%%", r.test_seq_acc);
+    line += b;
+  }
   if (!r.readout_test.empty()) {
     line += "  readouts";
     for (size_t i = 0; i < r.readout_test.size(); ++i) {

@@ -37,9 +37,9 @@ void bound(std::deque<WorkPtr>& q, size_t limit, double& wait_s) {
 }  // namespace
 
 Pipeline::Pipeline(Transport& transport, const Placement& placement, std::vector<BlockLearner>& learners,
-                   std::vector<Shape> boundary_shapes, int64_t in_flight)
+                   std::vector<Shape> boundary_shapes, Shape label_shape, int64_t in_flight)
     : transport_(transport), placement_(placement), learners_(learners), shapes_(std::move(boundary_shapes)),
-      in_flight_(in_flight) {}
+      label_shape_(std::move(label_shape)), in_flight_(in_flight) {}
 
 PhaseTiming Pipeline::train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
                             const ProgressFn& progress) {
@@ -78,7 +78,9 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
     if (t >= n || feeds) return;
     const int64_t b = batch_size_of(n_samples, batch_size, t);
     const std::string id = std::string(phase) + " batch " + std::to_string(t);
-    auto y = torch::empty({b}, torch::kInt64);
+    Shape y_shape{b};
+    y_shape.insert(y_shape.end(), label_shape_.begin(), label_shape_.end());
+    auto y = torch::empty(y_shape, torch::kInt64);
     labels_in.push_back({y, transport_.ibroadcast(y, 0, "labels of " + id)});
     Shape shape{b};
     shape.insert(shape.end(), in_shape.begin(), in_shape.end());

@@ -21,8 +21,36 @@ namespace {
 // What every rank must know about the data; only rank 0 holds the data itself.
 struct DataInfo {
   int64_t n_train = 0, n_test = 0, num_classes = 0;
-  Shape sample_shape;  // {C, H, W}
+  Shape sample_shape;  // {C, H, W}, or {T} for token sequences
+  Shape label_shape;   // {} for a class per sample, {T} for a class per token
 };
+
+// DataInfo as a fixed-size tensor for one broadcast: sizes, then each shape as rank + dims.
+constexpr int64_t kMaxRank = 4, kInfoSize = 3 + 2 * (1 + kMaxRank);
+
+torch::Tensor pack(const DataInfo& info) {
+  auto v = torch::zeros({kInfoSize}, torch::kInt64);
+  auto a = v.accessor<int64_t, 1>();
+  a[0] = info.n_train, a[1] = info.n_test, a[2] = info.num_classes;
+  int64_t at = 3;
+  for (const Shape* s : {&info.sample_shape, &info.label_shape}) {
+    a[at] = int64_t(s->size());
+    for (size_t i = 0; i < s->size(); ++i) a[at + 1 + int64_t(i)] = (*s)[i];
+    at += 1 + kMaxRank;
+  }
+  return v;
+}
+
+DataInfo unpack(const torch::Tensor& v) {
+  auto a = v.accessor<int64_t, 1>();
+  DataInfo info{a[0], a[1], a[2], {}, {}};
+  int64_t at = 3;
+  for (Shape* s : {&info.sample_shape, &info.label_shape}) {
+    for (int64_t i = 0; i < a[at]; ++i) s->push_back(a[at + 1 + i]);
+    at += 1 + kMaxRank;
+  }
+  return info;
+}
 
 struct RankData {  // rank 0 only
   std::optional<BatchSource> train, test;
@@ -39,14 +67,16 @@ DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t
       fs::create_directories(run_dir, ec);
       if (ec) throw RuntimeError("runtime.run_dir '" + run_dir + "': cannot create (" + ec.message() + ")");
       std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
-      DataSplit split = load_dataset(config.data);
+      DataSplit split = load_dataset(config.data, uint64_t(config.train.seed));
       info.n_train = split.train.size();
       info.n_test = split.test.size();
       info.num_classes = split.num_classes;
       const auto s = split.train.images.sizes();
-      info.sample_shape = {s[1], s[2], s[3]};
-      const Normalizer norm = config.data.normalize ? Normalizer::fit(split.train.images)
-                                                    : Normalizer::identity(s[1]);
+      info.sample_shape = Shape(s.begin() + 1, s.end());
+      info.label_shape = Shape(split.train.labels.sizes().begin() + 1, split.train.labels.sizes().end());
+      const bool images = !split.train.sequences();
+      const Normalizer norm = images && config.data.normalize ? Normalizer::fit(split.train.images)
+                                                              : Normalizer::identity(images ? s[1] : 1);
       const uint64_t seed = uint64_t(config.train.seed);
       data.train.emplace(split.train, norm, config.train.batch_size, true,
                          Augment{config.data.hflip, config.data.crop_padding}, seed);
@@ -64,15 +94,9 @@ DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t
     const auto code = ExitCode(std::stoi(status.substr(0, colon)));
     throw AgreedError(code, status.substr(colon + 1), t.rank() == 0);
   }
-  auto meta = torch::zeros({6}, torch::kInt64);
-  if (t.rank() == 0)
-    meta = torch::tensor({info.n_train, info.n_test, info.num_classes, info.sample_shape[0], info.sample_shape[1],
-                          info.sample_shape[2]},
-                         torch::kInt64);
+  auto meta = t.rank() == 0 ? pack(info) : torch::zeros({kInfoSize}, torch::kInt64);
   t.ibroadcast(meta, 0, "data description")->wait();
-  auto m = meta.accessor<int64_t, 1>();
-  info = {m[0], m[1], m[2], {m[3], m[4], m[5]}};
-  return info;
+  return unpack(meta);
 }
 
 double percent(double num, double den) { return den > 0 ? 100.0 * num / den : 0.0; }
@@ -110,6 +134,9 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
       r.train_loss = r.block_loss.back();
       r.test_top1 = percent(te.correct1, te.samples);
       r.test_top3 = percent(te.correct3, te.samples);
+      r.sequences = te.sequences > 0;
+      r.test_seq_acc = percent(te.seq_correct, te.sequences);
+      r.train_seq_acc = percent(tr.seq_correct, tr.sequences);
     }
   }
   for (int64_t k = 0; k < K; ++k) {
@@ -198,7 +225,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   }
 
   // When: the free-running pipeline.
-  Pipeline pipeline(t, placement, learners, shapes, config.train.in_flight);
+  Pipeline pipeline(t, placement, learners, shapes, info.label_shape, config.train.in_flight);
 
   if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;

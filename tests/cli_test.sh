@@ -67,5 +67,18 @@ for cfg in "$configs"/*.yaml; do
   expect "config $(basename "$cfg") validates" 3 "data.dir" -- "$train" "$cfg" data.dir="$work/absent" runtime.run_dir="$work/cfgrun"
 done
 
+# Every config of configs/paper/ starts and trains a few steps on 2 ranks, at a smoke size
+# (narrow network, 64 training samples) on fixture data of its data set's format.
+"$fixture" "$work/cifar" 64 32 --cifar >/dev/null
+for cfg in "$configs"/paper/*.yaml; do
+  dir=$work/data
+  grep -q 'dataset: cifar10' "$cfg" && dir=$work/cifar
+  expect "paper config $(basename "$cfg") trains a few steps" 0 '' -- "$mpiexec" -np 2 "$train" "$cfg" \
+    data.dir="$dir" data.train_limit=64 data.test_limit=32 train.epochs=1 train.batch_size=16 model.width=4 \
+    runtime.threads=1 runtime.progress=off runtime.run_dir="$work/paper-run/$(basename "$cfg" .yaml)"
+done
+# The sequence task reports whole-sequence accuracy next to the per-token one.
+expect "sequence task reports test_seq_acc" 0 '' -- grep -q '"test_seq_acc"' "$work/paper-run/s2s_transformer5/metrics.jsonl"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "bll/data/cifar.h"
 #include "bll/data/idx.h"
 
 namespace bll::test {
@@ -30,6 +31,24 @@ void write_idx_dataset(const std::string& dir, int64_t n_train, int64_t n_test, 
   make_images(n_test, seed + 1, img, lab);
   write_idx_images(dir + "/t10k-images-idx3-ubyte.gz", img);
   write_idx_labels(dir + "/t10k-labels-idx1-ubyte.gz", lab);
+}
+
+void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test, uint64_t seed) {
+  fs::create_directories(dir);
+  // 28x28 patterns padded to 32x32, the same in every channel.
+  const auto colour = [](const torch::Tensor& grey) {
+    return torch::constant_pad_nd(grey, {2, 2, 2, 2}).unsqueeze(1).expand({-1, 3, 32, 32}).contiguous();
+  };
+  torch::Tensor img, lab;
+  make_images(n_train, seed, img, lab);
+  const int64_t per_file = (n_train + 4) / 5;
+  for (int64_t i = 0; i < 5; ++i) {
+    const int64_t start = std::min(n_train, i * per_file), len = std::min(n_train, start + per_file) - start;
+    write_cifar10(dir + "/data_batch_" + std::to_string(i + 1) + ".bin", colour(img.narrow(0, start, len)),
+                  lab.narrow(0, start, len));
+  }
+  make_images(n_test, seed + 1, img, lab);
+  write_cifar10(dir + "/test_batch.bin", colour(img), lab);
 }
 
 std::string temp_dir(const std::string& name) {

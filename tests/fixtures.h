@@ -15,6 +15,10 @@ void make_images(int64_t n, uint64_t seed, torch::Tensor& images, torch::Tensor&
 // Writes train/t10k IDX files (gzipped) into `dir`, created if needed.
 void write_idx_dataset(const std::string& dir, int64_t n_train, int64_t n_test, uint64_t seed);
 
+// Writes CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin) of 32x32 colour images
+// made from the same patterns into `dir`; n_train is spread over the five training files.
+void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test, uint64_t seed);
+
 // A fresh empty folder under the system temp dir.
 std::string temp_dir(const std::string& name);
 

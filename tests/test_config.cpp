@@ -80,6 +80,10 @@ TEST_CASE("out-of-range values and unknown choices are rejected") {
 TEST_CASE("a missing required key is named") {
   CHECK_THAT(error_of("data: {dataset: mnist, dir: d}\nmodel: {type: mlp, widths: [8], blocks: 2}\n"),
              Contains("f.yaml") && Contains("missing required key 'train.epochs'"));
+  // data.dir is required for data read from files, not for the generated sequence task.
+  const std::string rest = "model: {type: mlp, widths: [8], blocks: 2}\ntrain: {epochs: 1}\n";
+  CHECK_THAT(error_of("data: {dataset: mnist}\n" + rest), Contains("missing required key 'data.dir'") && Contains("mnist"));
+  CHECK_NOTHROW(parse_config("data: {dataset: reversal}\n" + rest, "f.yaml", {}));
 }
 
 TEST_CASE("model.split must have model.blocks entries") {

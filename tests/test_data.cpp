@@ -2,11 +2,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "bll/data/cifar.h"
 #include "bll/data/dataset.h"
 #include "bll/data/idx.h"
 #include "bll/data/loader.h"
+#include "bll/data/sequences.h"
 #include "bll/error.h"
 #include "fixtures.h"
 
@@ -209,4 +211,51 @@ TEST_CASE("horizontal flips mirror whole images and padded crops keep the shape"
   BatchSource crop(Dataset{img, lab}, Normalizer::identity(1), 16, true, Augment{false, 4}, 3);
   crop.start_epoch(0);
   CHECK(crop.get(0).x.sizes() == torch::IntArrayRef({16, 1, 28, 28}));
+}
+
+TEST_CASE("the reversal task: permutations of 0..9 with reversed targets and a disjoint test set") {
+  const auto s = make_reversal_task(3000, 500, 5);
+  REQUIRE(s.train.images.sizes() == torch::IntArrayRef({3000, 10}));
+  REQUIRE(s.test.labels.sizes() == torch::IntArrayRef({500, 10}));
+  CHECK(s.num_classes == 10);
+  CHECK(s.train.sequences());
+  const auto x = s.train.images.to(torch::kInt64);
+  CHECK(torch::equal(s.train.labels, x.flip({1})));
+  CHECK(torch::equal(std::get<0>(x.sort(1)), torch::arange(10).expand({3000, 10})));  // each row a permutation
+  auto ranks = [](const torch::Tensor& t) {
+    std::set<int64_t> r;
+    auto c = t.to(torch::kInt64).contiguous();
+    for (int64_t i = 0; i < c.size(0); ++i) r.insert(permutation_rank(c[i].data_ptr<int64_t>(), 10));
+    return r;
+  };
+  const auto test = ranks(s.test.images), train = ranks(s.train.images);
+  CHECK(test.size() == 500);  // distinct
+  for (int64_t r : train) CHECK(test.count(r) == 0);
+  CHECK(torch::equal(make_reversal_task(3000, 500, 5).train.images, s.train.images));  // the seed decides
+  CHECK_FALSE(torch::equal(make_reversal_task(3000, 500, 6).train.images, s.train.images));
+}
+
+TEST_CASE("permutation rank is a bijection onto 0..n!-1") {
+  std::set<int64_t> seen;
+  std::vector<int64_t> p{0, 1, 2, 3};
+  do seen.insert(permutation_rank(p.data(), 4));
+  while (std::next_permutation(p.begin(), p.end()));
+  CHECK(seen.size() == 24);
+  CHECK(*seen.begin() == 0);
+  CHECK(*seen.rbegin() == 23);
+}
+
+TEST_CASE("the reversal task needs no data folder and batches token ids with per-token labels") {
+  DataConfig c;
+  c.dataset = "reversal", c.train_limit = 100, c.test_limit = 40;
+  const auto s = load_dataset(c, 1);
+  CHECK(s.train.size() == 100);
+  CHECK(s.test.size() == 40);
+  BatchSource src(s.train, Normalizer::identity(1), 32, true, Augment{true, 2}, 1);
+  src.start_epoch(0);
+  const auto b = src.get(0);
+  CHECK(b.x.sizes() == torch::IntArrayRef({32, 10}));
+  CHECK(b.x.scalar_type() == torch::kFloat32);
+  CHECK(b.y.sizes() == torch::IntArrayRef({32, 10}));
+  CHECK(torch::equal(b.y, b.x.to(torch::kInt64).flip({1})));  // no augmentation of tokens
 }

@@ -21,6 +21,21 @@ Config cnn_config(int64_t blocks, std::vector<int64_t> split = {}) {
   return c;
 }
 using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+
+// Builds every block of a 28x28 grey-image model and runs a batch through the chain: each block
+// outputs its declared shape, and only the last is the output block.
+void check_chain(const Config& c) {
+  const Shape input{1, 28, 28};
+  const auto shapes = block_boundary_shapes(c.model, input, 10);
+  auto x = torch::randn({2, 1, 28, 28});
+  for (int64_t k = 0; k < c.model.blocks; ++k) {
+    auto b = make_block(c, k, input, 10);
+    b->eval();
+    x = b->forward(x);
+    CHECK(Shape(x.sizes().begin() + 1, x.sizes().end()) == shapes[size_t(k) + 1]);
+    CHECK(b->is_output() == (k == c.model.blocks - 1));
+  }
+}
 }  // namespace
 
 TEST_CASE("units split into blocks of equal layer shares, larger blocks first") {
@@ -69,18 +84,11 @@ TEST_CASE("resnet18 and resnet50 split into 4 blocks of the paper's layer counts
   CHECK_THROWS_WITH(block_layer_counts(c.model, {1, 28, 28}, 10), Contains("resnet18 has only 10 units"));
 }
 
-TEST_CASE("resnet blocks compute the declared shapes and learn") {
+TEST_CASE("resnet blocks compute the declared shapes") {
   for (const char* type : {"resnet18", "resnet50"}) {
-    Config c = parse_config(std::string("data: {dataset: fashion-mnist, dir: d}\nmodel: {type: ") + type +
-                                ", width: 4, blocks: 4}\ntrain: {epochs: 1}\n", "t", {});
-    const auto shapes = block_boundary_shapes(c.model, {1, 28, 28}, 10);
-    auto x = torch::randn({2, 1, 28, 28});
-    for (int64_t k = 0; k < 4; ++k) {
-      auto b = make_block(c, k, {1, 28, 28}, 10);
-      b->eval();
-      x = b->forward(x);
-      CHECK(Shape(x.sizes().begin() + 1, x.sizes().end()) == shapes[size_t(k) + 1]);
-    }
+    INFO(type);
+    check_chain(parse_config(std::string("data: {dataset: fashion-mnist, dir: d}\nmodel: {type: ") + type +
+                                 ", width: 4, blocks: 4}\ntrain: {epochs: 1}\n", "t", {}));
   }
 }
 
@@ -102,17 +110,7 @@ TEST_CASE("block boundary shapes follow the CNN stages") {
 }
 
 TEST_CASE("built blocks produce the declared shapes and only the last is the output block") {
-  const auto c = cnn_config(4);
-  const auto shapes = block_boundary_shapes(c.model, {1, 28, 28}, 10);
-  auto x = torch::randn({2, 1, 28, 28});
-  for (int64_t k = 0; k < 4; ++k) {
-    auto b = make_block(c, k, {1, 28, 28}, 10);
-    b->eval();
-    x = b->forward(x);
-    Shape got(x.sizes().begin() + 1, x.sizes().end());
-    CHECK(got == shapes[size_t(k) + 1]);
-    CHECK(b->is_output() == (k == 3));
-  }
+  check_chain(cnn_config(4));
 }
 
 TEST_CASE("a block's initial weights depend only on (seed, index)") {
@@ -240,4 +238,55 @@ TEST_CASE("placement: spans of loss.span blocks stay on one rank") {
   CHECK_THROWS_WITH(Placement(4, 2, {1, 3}, 2), Contains("cuts a span"));
   Placement r(4, 2, {2, 2}, 2);
   CHECK(r.first_block(1) == 2);
+}
+
+TEST_CASE("the transformer has one unit per layer, split by layers, and maps tokens to per-token logits") {
+  Config c = parse_config(
+      "data: {dataset: reversal}\n"
+      "model: {type: transformer, width: 8, layers: 20, blocks: 5}\n"
+      "train: {epochs: 1, seed: 3}\n",
+      "t", {});
+  const auto plan = model_plan(c.model, {10}, 10);
+  REQUIRE(plan.size() == 21);  // 20 layers + the head
+  CHECK(block_layer_counts(c.model, {10}, 10) == std::vector<int64_t>{4, 4, 4, 4, 4});
+  const auto shapes = block_boundary_shapes(c.model, {10}, 10);
+  CHECK(shapes.front() == Shape{10});
+  CHECK(shapes[1] == Shape{10, 8});
+  CHECK(shapes.back() == Shape{10, 10});
+  auto tokens = torch::randperm(10).to(torch::kFloat32).repeat({3, 1});  // [3, 10]
+  auto first = make_block(c, 0, {10}, 10), last = make_block(c, 4, {10}, 10);
+  const auto alpha = first->forward(tokens);
+  CHECK(alpha.sizes() == torch::IntArrayRef({3, 10, 8}));
+  CHECK(first->readout(alpha).sizes() == torch::IntArrayRef({3, 10, 10}));
+  CHECK(first->feedback(torch::eye(10)).sizes() == torch::IntArrayRef({10, 8}));  // one message per token
+  CHECK(last->forward(alpha).sizes() == torch::IntArrayRef({3, 10, 10}));
+  c.model.layers = 0;  // one layer per block
+  CHECK(model_plan(c.model, {10}, 10).size() == 6);
+  CHECK_THROWS_WITH(model_plan(c.model, {1, 28, 28}, 10), Contains("needs token sequences"));
+}
+
+TEST_CASE("a sequence learner counts tokens and whole sequences") {
+  Config c = parse_config(
+      "data: {dataset: reversal}\n"
+      "model: {type: transformer, width: 8, layers: 1, blocks: 1}\n"
+      "train: {epochs: 1, seed: 3}\n",
+      "t", {});
+  std::vector<Block> blocks{make_block(c, 0, {10}, 10)};
+  BlockLearner learner(c, blocks, 10);
+  learner.start_epoch(0);
+  auto x = torch::randperm(10).to(torch::kFloat32).repeat({4, 1});
+  std::vector<BlockStats> stats(1);
+  const auto logits = learner.eval_step(x, torch::zeros({4, 10}, torch::kInt64), stats);
+  const auto pred = logits.argmax(-1);  // [4, 10]
+  CHECK(stats[0].samples == 40);
+  CHECK(stats[0].sequences == 4);
+  CHECK(stats[0].correct1 == double(pred.eq(0).sum().item<int64_t>()));
+  CHECK(stats[0].seq_correct == double(pred.eq(0).all(1).sum().item<int64_t>()));
+  std::vector<BlockStats> again(1);
+  learner.eval_step(x, pred, again);  // the model's own predictions are every token right
+  CHECK(again[0].correct1 == 40);
+  CHECK(again[0].seq_correct == 4);
+  const auto before = blocks[0]->parameters()[0].clone();
+  learner.train_step(x, pred, again);
+  CHECK_FALSE(torch::equal(before, blocks[0]->parameters()[0]));
 }

@@ -187,6 +187,7 @@ TEST_CASE("K ranks and 1 rank agree for every model, loss family, feedback and s
       {"forward posterior", {"loss.forward_posterior=true"}},
       {"gradient feedback", {"loss.feedback=gradient"}},
       {"mlp, BLL(2)", {"model.type=mlp", "model.widths=[16,16,16,16,16,16,16]", "model.blocks=8", "loss.span=2"}},
+      {"transformer on the reversal task", {"data.dataset=reversal", "model.type=transformer", "model.width=8"}},
   };
   for (const auto& [label, overrides] : variants) {
     auto all = overrides;

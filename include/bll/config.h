@@ -11,7 +11,7 @@
 namespace bll {
 
 struct DataConfig {
-  std::string dataset;       // fashion-mnist | mnist | cifar10
+  std::string dataset;       // fashion-mnist | mnist | cifar10 | reversal (generated, no files)
   std::string dir;           // folder holding the data set's files
   bool normalize = true;     // per-channel standardization with train-set statistics
   bool hflip = false;        // random horizontal flip (training only)
@@ -23,7 +23,9 @@ struct DataConfig {
 struct ModelConfig {
   std::string type;              // a registered model (models/model.h: model_types())
   std::vector<int64_t> widths;   // cnn: channels per stage; mlp: hidden sizes
-  int64_t width = 64;            // resnet: channels of the first stage (64 = the standard network)
+  int64_t width = 64;            // resnet: channels of the first stage (64 = the standard network);
+                                 // transformer: model dimension
+  int64_t layers = 0;            // transformer: layers, one attention head each; 0 = one per block
   int64_t convs_per_stage = 1;   // cnn: conv-bn-relu layers per stage (the last one downsamples)
   int64_t head_hidden = 0;       // hidden units of the classifier head; 0 = linear head
   int64_t blocks = 1;            // N: the network is split into N blocks

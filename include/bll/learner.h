@@ -15,15 +15,17 @@
 
 namespace bll {
 
-// Sums over the batches of an epoch, per block. Kept as plain doubles so that ranks can add
+// Sums over the batches of an epoch, per block. For a sequence task (labels [B, T]) every token
+// is a sample of the local loss and of the accuracy counts. Kept as plain doubles so that ranks can add
 // them up with one reduction.
 struct BlockStats {
   double loss = 0, kl = 0, pred = 0;  // summed per batch
   double batches = 0;
   double correct1 = 0, correct3 = 0;  // readout (hidden block) or network output (last block)
-  double samples = 0;
+  double samples = 0;                 // samples, or tokens for a sequence task
   double seconds = 0;                 // time spent in this block's steps
-  static constexpr int kFields = 8;
+  double seq_correct = 0, sequences = 0;  // sequence task: sequences with every token right
+  static constexpr int kFields = 10;
   void to(double* out) const;
   static BlockStats from(const double* in);
 };

@@ -11,7 +11,9 @@ namespace bll {
 
 struct EpochRecord {
   int64_t epoch = 0;            // 1-based
-  double test_top1 = 0, test_top3 = 0, train_top1 = 0;  // percent, network output
+  double test_top1 = 0, test_top3 = 0, train_top1 = 0;  // percent, network output (per token for sequences)
+  bool sequences = false;       // a sequence task: the next two are reported
+  double test_seq_acc = 0, train_seq_acc = 0;  // percent of sequences with every token right
   double train_loss = 0;        // mean cross-entropy of the network output
   double samples_per_sec = 0;   // training samples / slowest rank's training time
   double seconds = 0;           // wall time of the epoch: training + evaluation

@@ -32,9 +32,10 @@ using ProgressFn = std::function<void(int64_t, int64_t)>;
 class Pipeline {
  public:
   // `learners` are this rank's spans of blocks in order; `boundary_shapes[k]` is the per-sample input
-  // shape of block k (from block_boundary_shapes).
+  // shape of block k (from block_boundary_shapes); `label_shape` the per-sample shape of the labels
+  // ({} for a class per sample, {T} for a class per token).
   Pipeline(Transport& transport, const Placement& placement, std::vector<BlockLearner>& learners,
-           std::vector<Shape> boundary_shapes, int64_t in_flight);
+           std::vector<Shape> boundary_shapes, Shape label_shape, int64_t in_flight);
 
   // One training epoch over n_samples (full batches only). `source` is used on rank 0 only.
   PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
@@ -53,6 +54,7 @@ class Pipeline {
   const Placement& placement_;
   std::vector<BlockLearner>& learners_;
   std::vector<Shape> shapes_;
+  Shape label_shape_;
   int64_t in_flight_;
 };
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "bll/data/cifar.h"
+#include "bll/data/sequences.h"
 #include "bll/data/idx.h"
 #include "bll/error.h"
 
@@ -47,7 +48,10 @@ Dataset limit(Dataset d, int64_t n) {
 
 }  // namespace
 
-DataSplit load_dataset(const DataConfig& config) {
+DataSplit load_dataset(const DataConfig& config, uint64_t seed) {
+  if (config.dataset == "reversal")
+    return make_reversal_task(config.train_limit > 0 ? config.train_limit : 50000,
+                              config.test_limit > 0 ? config.test_limit : 10000, seed);
   if (!fs::is_directory(config.dir))
     throw DataError("data.dir '" + config.dir + "' is not a folder (scripts/get_data.sh " + config.dataset +
                     " puts the data set there)");

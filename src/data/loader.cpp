@@ -85,6 +85,7 @@ Batch BatchSource::get(int64_t t) {
   const int64_t b = batch_size_of(t);
   auto idx = torch::from_blob(order_.data() + t * batch_size_, {b}, torch::kInt64).clone();
   auto img = data_.images.index_select(0, idx);
+  if (data_.sequences()) return {img.to(torch::kFloat32), data_.labels.index_select(0, idx)};  // token ids
   if (train_) img = augment(img);
   return {norm_.apply(img), data_.labels.index_select(0, idx)};
 }

@@ -18,6 +18,7 @@ const std::map<std::string, Factory>& registry() {
       {"cnn", models::cnn},
       {"resnet18", models::resnet18},
       {"resnet50", models::resnet50},
+      {"transformer", models::transformer},
   };
   return r;
 }

@@ -10,9 +10,10 @@
 namespace bll {
 
 struct Dataset {
-  torch::Tensor images;  // uint8 [N, C, H, W]
-  torch::Tensor labels;  // int64 [N], in [0, num_classes)
+  torch::Tensor images;  // uint8 [N, C, H, W], or token ids [N, T] for a sequence task
+  torch::Tensor labels;  // int64 [N], in [0, num_classes); [N, T] for a sequence task
   int64_t size() const { return labels.size(0); }
+  bool sequences() const { return images.dim() == 2; }
 };
 
 struct DataSplit {
@@ -22,9 +23,9 @@ struct DataSplit {
 };
 
 // Loads data.dataset from data.dir (IDX files for mnist/fashion-mnist, binary batches for
-// cifar10), applies data.train_limit/test_limit, and checks that images and labels agree.
-// Throws DataError naming the file and the problem.
-DataSplit load_dataset(const DataConfig& config);
+// cifar10), applies data.train_limit/test_limit, and checks that images and labels agree; or
+// generates the sequence task (reversal) from `seed`. Throws DataError naming the file and the problem.
+DataSplit load_dataset(const DataConfig& config, uint64_t seed = 0);
 
 // Path of a data file in `dir`: `name.gz` or `name`, whichever exists; throws DataError naming
 // both when neither does.

@@ -12,8 +12,8 @@
 namespace bll {
 
 struct Batch {
-  torch::Tensor x;  // float [b, C, H, W], normalized
-  torch::Tensor y;  // int64 [b]
+  torch::Tensor x;  // float [b, C, H, W], normalized; token ids as float [b, T] for sequences
+  torch::Tensor y;  // int64 [b], or [b, T] for sequences
 };
 
 // Per-channel standardization; statistics come from the training set.

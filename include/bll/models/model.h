@@ -24,7 +24,7 @@
 
 namespace bll {
 
-using Shape = std::vector<int64_t>;  // per-sample shape, e.g. {C, H, W} or {features}
+using Shape = std::vector<int64_t>;  // per-sample shape, e.g. {C, H, W}, {features} or {tokens, d}
 
 struct UnitPlan {
   std::string name;    // names the unit's parameters: "stem", "stage2_unit1", "head", ...
@@ -55,7 +55,8 @@ std::vector<Shape> block_boundary_shapes(const ModelConfig& model, const Shape& 
 // Layer counts of each block (for the plan printout).
 std::vector<int64_t> block_layer_counts(const ModelConfig& model, const Shape& input, int64_t num_classes);
 
-inline int64_t channels_of(const Shape& s) { return s.at(0); }
+// Channels of a message: C of {C, H, W} or {F}; d of a token sequence {T, d} (one message per token).
+inline int64_t channels_of(const Shape& s) { return s.size() == 2 ? s.at(1) : s.at(0); }
 
 class BlockImpl : public torch::nn::Module {
  public:
