@@ -241,6 +241,8 @@ def plot_sweep(plt, path, blocks, means, stds, args):
     ax.set_xticks(blocks)
     ax.set_xlabel("blocks")
     ax.set_ylabel(args.metric)
+    if "top" in args.metric or "acc" in args.metric:  # a percentage: nothing above 100 to show
+        ax.set_ylim(top=min(ax.get_ylim()[1], 100.5))
     ax.set_title(args.stem)
     ax.grid(alpha=0.3)
     fig.tight_layout()

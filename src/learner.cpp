@@ -25,8 +25,12 @@ BlockStats BlockStats::from(const double* in) {
   return s;
 }
 
-BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes)
-    : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)) {
+BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin)
+    : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)),
+      twin_(twin) {
+  for (auto& block : blocks_)
+    if (block->has_twin() && !twin_)
+      throw RuntimeError("block " + std::to_string(block->index()) + " has a twin feedback but no twin codes");
   std::vector<torch::Tensor> trained;
   for (auto& block : blocks_)
     for (const auto& p : block->named_parameters()) {
@@ -96,7 +100,9 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
       if (closed_form_feedback(block))
         block->fit_feedback(family_->expectation(a.detach()), yt, c.feedback_momentum,
                             [&](const torch::Tensor& e) { return family_->from_expectation(e); });
-      const auto beta = block->feedback(torch::nn::functional::one_hot(yt, num_classes_).to(alpha.dtype()));
+      const auto beta = block->has_twin()
+                            ? channel_means(per_token(block->twin(twin_->input(block->index(), y)), tokens))
+                            : block->feedback(torch::nn::functional::one_hot(yt, num_classes_).to(alpha.dtype()));
       logits = per_token(block->readout(alpha), tokens);
       loss = block_local_loss(*family_, message, beta, logits, yt, m_, c);
       x = c.forward_posterior ? posterior_message(message, a, loss.posterior).view_as(alpha) : alpha;

@@ -13,6 +13,7 @@
 #include "bll/pipeline.h"
 #include "bll/placement.h"
 #include "bll/models/model.h"
+#include "bll/models/twin.h"
 
 namespace bll {
 namespace fs = std::filesystem;
@@ -215,13 +216,16 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const auto layers =
       agreed(rank, [&] { return block_layer_counts(config.model, info.sample_shape, info.num_classes); });
 
-  // What: the learners of this rank's blocks, one per span of loss.span blocks.
+  // What: the learners of this rank's blocks, one per span of loss.span blocks; with twin
+  // feedback, the snapshot of every twin that gives their inputs.
+  std::optional<TwinCodes> twin;
+  if (config.loss.feedback == "twin") twin.emplace(config, info.sample_shape, info.num_classes);
   std::vector<BlockLearner> learners;
   for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
     std::vector<Block> span;
     do span.push_back(make_block(config, k, info.sample_shape, info.num_classes));
     while (++k < placement.end_block(rank) && k % config.loss.span != 0);
-    learners.emplace_back(config, std::move(span), info.num_classes);
+    learners.emplace_back(config, std::move(span), info.num_classes, twin ? &*twin : nullptr);
   }
 
   // When: the free-running pipeline.
@@ -236,6 +240,13 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const int64_t epochs = config.train.epochs;
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
     for (auto& l : learners) l.start_epoch(epoch);
+    if (twin && epoch > 0) {  // every rank's twins as they ended the last epoch (models/twin.h)
+      std::vector<Block> hosted;
+      for (auto& l : learners) hosted.insert(hosted.end(), l.blocks().begin(), l.blocks().end());
+      auto state = twin->hosted_state(hosted);
+      t.allreduce_sum(state);
+      twin->load(state);
+    }
     if (rank == 0) {
       data.train->start_epoch(epoch);
       data.test->start_epoch(0);

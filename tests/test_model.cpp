@@ -4,6 +4,7 @@
 #include "bll/error.h"
 #include "bll/learner.h"
 #include "bll/models/model.h"
+#include "bll/models/twin.h"
 #include "bll/placement.h"
 
 using namespace bll;
@@ -289,4 +290,53 @@ TEST_CASE("a sequence learner counts tokens and whole sequences") {
   const auto before = blocks[0]->parameters()[0].clone();
   learner.train_step(x, pred, again);
   CHECK_FALSE(torch::equal(before, blocks[0]->parameters()[0]));
+}
+
+TEST_CASE("the backward twin mirrors the forward blocks in reverse, up-sampling back to each block's shape") {
+  Config c = parse_config(
+      "data: {dataset: fashion-mnist, dir: d}\n"
+      "model: {type: resnet18, width: 4, blocks: 4}\n"
+      "loss: {feedback: twin}\n"
+      "train: {epochs: 1, seed: 3}\n",
+      "t", {});
+  const Shape input{1, 28, 28};
+  CHECK(twin_layer_counts(c.model, input, 10) == std::vector<int64_t>{5, 4, 4});
+  const auto shapes = block_boundary_shapes(c.model, input, 10);
+  TwinCodes codes(c, input, 10);
+  auto y = torch::tensor({3, 0, 9}, torch::kInt64);
+  for (int64_t k = 0; k < 3; ++k) {
+    auto block = make_block(c, k, input, 10);
+    REQUIRE(block->has_twin());
+    block->eval();
+    const auto beta = block->twin(codes.input(k, y));
+    INFO("block " << k);
+    CHECK(Shape(beta.sizes().begin() + 1, beta.sizes().end()) == shapes[size_t(k) + 1]);  // shaped like alpha_k
+  }
+  CHECK(torch::equal(codes.input(2, y), torch::eye(10).index_select(0, y)));  // the last twin reads the labels
+  CHECK_FALSE(make_block(c, 3, input, 10)->has_twin());
+}
+
+TEST_CASE("twin codes follow the hosted twins' state after an exchange") {
+  Config c = cnn_config(4);
+  c.loss.feedback = "twin";
+  const Shape input{1, 28, 28};
+  TwinCodes codes(c, input, 10);
+  std::vector<Block> blocks;
+  for (int64_t k = 0; k < 4; ++k) blocks.push_back(make_block(c, k, input, 10));
+  auto y = torch::arange(10);
+  // At the start the snapshot equals the blocks' own twins: block 1's code is twin 2 of the labels.
+  blocks[2]->eval();
+  CHECK(torch::allclose(codes.input(1, y), blocks[2]->twin(torch::eye(10))));
+  {  // a training step changes twin 2; the exchanged state carries the change into block 1's code
+    torch::NoGradGuard no_grad;
+    for (auto& p : blocks[2]->twin_module()->parameters()) p.add_(0.1);
+  }
+  const auto before = codes.input(1, y).clone();
+  // Two "ranks": one hosts blocks 0-1, the other 2-3; their states add up.
+  auto state = codes.hosted_state({blocks[0], blocks[1]}) + codes.hosted_state({blocks[2], blocks[3]});
+  codes.load(state);
+  CHECK_FALSE(torch::allclose(codes.input(1, y), before));
+  CHECK(torch::allclose(codes.input(1, y), blocks[2]->twin(torch::eye(10))));
+  const auto fours = torch::full({2}, 4, torch::kInt64);  // a code per label, looked up
+  CHECK(torch::equal(codes.input(1, fours), codes.input(1, y).index_select(0, fours)));
 }

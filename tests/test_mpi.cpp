@@ -175,7 +175,7 @@ TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches
   }
 }
 
-TEST_CASE("K ranks and 1 rank agree for every model, loss family, feedback and span") {
+TEST_CASE("K ranks and 1 rank agree for every model and loss family and feedback and span") {
   auto t = world();
   const auto data = shared_fixture(*t);
   // A training set that is not a multiple of the batch, and a partial last test batch.
@@ -188,10 +188,15 @@ TEST_CASE("K ranks and 1 rank agree for every model, loss family, feedback and s
       {"gradient feedback", {"loss.feedback=gradient"}},
       {"mlp, BLL(2)", {"model.type=mlp", "model.widths=[16,16,16,16,16,16,16]", "model.blocks=8", "loss.span=2"}},
       {"transformer on the reversal task", {"data.dataset=reversal", "model.type=transformer", "model.width=8"}},
+      // Twin feedback over 2 epochs: the twins' snapshot is exchanged at the epoch boundary.
+      {"twin feedback", {"loss.feedback=twin", "train.epochs=2"}},
+      {"twin feedback, resnet18", {"loss.feedback=twin", "model.type=resnet18", "model.width=4", "train.epochs=2"}},
+      {"twin feedback, transformer",
+       {"loss.feedback=twin", "data.dataset=reversal", "model.type=transformer", "model.width=8", "train.epochs=2"}},
   };
   for (const auto& [label, overrides] : variants) {
-    auto all = overrides;
-    for (const char* o : {"data.train_limit=500", "data.test_limit=250", "train.epochs=1"}) all.push_back(o);
+    std::vector<std::string> all{"data.train_limit=500", "data.test_limit=250", "train.epochs=1"};
+    all.insert(all.end(), overrides.begin(), overrides.end());  // a variant's own keys win
     check_identity(*t, parse_config(test::small_config_yaml(data, ""), "test", all), label);
   }
 }

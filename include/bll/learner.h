@@ -12,6 +12,7 @@
 #include "bll/config.h"
 #include "bll/losses/family.h"
 #include "bll/models/model.h"
+#include "bll/models/twin.h"
 
 namespace bll {
 
@@ -33,7 +34,8 @@ struct BlockStats {
 class BlockLearner {
  public:
   // `blocks`: consecutive blocks, in order.
-  BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes);
+  // `twin`: the twin codes of this rank (loss.feedback twin), else null; must outlive the learner.
+  BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin = nullptr);
 
   // Sets the learning rate and mixing parameter for a 0-based epoch.
   void start_epoch(int64_t epoch);
@@ -60,6 +62,7 @@ class BlockLearner {
   std::vector<Block> blocks_;
   int64_t num_classes_;
   std::unique_ptr<Family> family_;
+  const TwinCodes* twin_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   double m_ = 1.0, lr_ = 0.0;
 };

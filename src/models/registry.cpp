@@ -3,6 +3,7 @@
 
 #include "bll/error.h"
 #include "bll/models/families.h"
+#include "bll/models/twin.h"
 #include "layers.h"
 
 namespace bll {
@@ -145,7 +146,7 @@ BlockImpl::BlockImpl(const ModelConfig& model, const LossConfig& loss, int64_t i
   if (!is_output_) {
     const int64_t c = channels_of(output_);
     const int64_t readout_in = output_.size() == 3 ? c * pool_ * pool_ : c;
-    feedback_ = register_module("feedback", nn::Linear(num_classes, c));
+    if (loss.feedback != "twin") feedback_ = register_module("feedback", nn::Linear(num_classes, c));
     readout_ = register_module("readout", nn::Linear(readout_in, num_classes));
   }
 }
@@ -174,9 +175,14 @@ void BlockImpl::fit_feedback(const torch::Tensor& targets, const torch::Tensor& 
   feedback_->bias.zero_();
 }
 
+void BlockImpl::attach_twin(torch::nn::Sequential twin) { twin_ = register_module("twin", std::move(twin)); }
+
 Block make_block(const Config& config, int64_t index, const Shape& data_shape, int64_t num_classes) {
   torch::manual_seed(uint64_t(config.train.seed) * 1000003ull + uint64_t(index) + 1);
-  return Block(config.model, config.loss, index, data_shape, num_classes);
+  Block block(config.model, config.loss, index, data_shape, num_classes);
+  if (config.loss.feedback == "twin" && !block->is_output())
+    block->attach_twin(make_twin(config, index, data_shape, num_classes));
+  return block;
 }
 
 }  // namespace bll

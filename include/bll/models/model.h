@@ -6,7 +6,8 @@
 // line in src/models/registry.cpp. The config splits the chain into N contiguous blocks.
 // Block k owns
 //   forward  f_k : alpha_{k-1} -> alpha_k       (its units)
-//   feedback g_k : one-hot(y) -> beta_k          (linear, one output per channel of alpha_k)
+//   feedback g_k : one-hot(y) -> beta_k          (linear, one output per channel of alpha_k;
+//                                                 or the backward twin, models/twin.h)
 //   readout  r_k : pool(alpha_k) -> class logits (the local predictive classifier)
 // The last block ends with the head; its alpha is the network's logits and it has no feedback
 // or readout. Forward and feedback share no weights.
@@ -66,6 +67,11 @@ class BlockImpl : public torch::nn::Module {
 
   torch::Tensor forward(torch::Tensor alpha_in);
   torch::Tensor feedback(const torch::Tensor& y_onehot) { return feedback_->forward(y_onehot); }
+  // loss.feedback twin: the twin of block k+1 (models/twin.h) replaces the linear feedback.
+  void attach_twin(torch::nn::Sequential twin);
+  bool has_twin() const { return !twin_.is_empty(); }
+  torch::Tensor twin(const torch::Tensor& input) { return twin_->forward(input); }
+  const torch::nn::Sequential& twin_module() const { return twin_; }
   torch::Tensor readout(const torch::Tensor& alpha);  // local classifier logits
 
   // Sets g_k so that beta_c = to_message(mean of `targets` [B, C] over the batch's samples of
@@ -86,6 +92,7 @@ class BlockImpl : public torch::nn::Module {
  private:
   std::vector<torch::nn::Sequential> units_;
   torch::nn::Linear feedback_{nullptr};
+  torch::nn::Sequential twin_{nullptr};
   torch::nn::Linear readout_{nullptr};
   int64_t index_;
   bool is_output_;

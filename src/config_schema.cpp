@@ -1,0 +1,154 @@
+// The table of configuration keys: each key's type, default, range or choices and help text.
+// The parser (config.cpp) reads every key through this table, and --help is generated from it,
+// so a new key is one row here and one field in config.h.
+#include "bll/config.h"
+
+#include "bll/losses/family.h"
+#include "bll/models/model.h"
+
+namespace bll {
+namespace {
+
+// ---- the table --------------------------------------------------------------------------------
+
+template <class T> struct TypeOf;
+template <> struct TypeOf<int64_t> { static constexpr KeyType v = KeyType::Int; };
+template <> struct TypeOf<double> { static constexpr KeyType v = KeyType::Float; };
+template <> struct TypeOf<bool> { static constexpr KeyType v = KeyType::Bool; };
+template <> struct TypeOf<std::string> { static constexpr KeyType v = KeyType::String; };
+template <> struct TypeOf<std::vector<int64_t>> { static constexpr KeyType v = KeyType::IntList; };
+
+void store(int64_t& out, const Value& v) { out = v.i; }
+void store(double& out, const Value& v) { out = v.f; }
+void store(bool& out, const Value& v) { out = v.b; }
+void store(std::string& out, const Value& v) { out = v.s; }
+void store(std::vector<int64_t>& out, const Value& v) { out = v.list; }
+Value load(int64_t x) { Value v; v.i = x; return v; }
+Value load(double x) { Value v; v.f = x; return v; }
+Value load(bool x) { Value v; v.b = x; return v; }
+Value load(const std::string& x) { Value v; v.s = x; return v; }
+Value load(const std::vector<int64_t>& x) { Value v; v.list = x; return v; }
+
+struct Opt {  // optional parts of a row
+  double min = -1e300, max = 1e300;
+  std::vector<std::string> choices;
+  bool required = false;
+};
+
+template <class S, class T>
+KeySpec row(const char* name, S Config::*section, T S::*field, const char* default_yaml,
+            const char* help, Opt opt = {}) {
+  KeySpec k;
+  k.name = name;
+  k.type = TypeOf<T>::v;
+  k.default_yaml = default_yaml;
+  k.required = opt.required;
+  k.min = opt.min;
+  k.max = opt.max;
+  k.choices = opt.choices;
+  k.help = help;
+  k.assign = [section, field](Config& c, const Value& v) { store(c.*section.*field, v); };
+  k.read = [section, field](const Config& c) { return load(c.*section.*field); };
+  return k;
+}
+
+Opt range(double lo, double hi) { Opt o; o.min = lo; o.max = hi; return o; }
+Opt one_of(std::vector<std::string> c) { Opt o; o.choices = std::move(c); return o; }
+Opt required_one_of(std::vector<std::string> c) { Opt o = one_of(std::move(c)); o.required = true; return o; }
+Opt required_range(double lo, double hi) { Opt o = range(lo, hi); o.required = true; return o; }
+constexpr double kBig = 9.0e15;  // integers beyond this are not meaningful here
+
+std::vector<KeySpec> make_schema() {
+  using C = Config;
+  return {
+    row("data.dataset", &C::data, &DataConfig::dataset, "",
+        "data set: fashion-mnist, mnist, cifar10, or reversal (the sequence task, generated from train.seed)",
+        required_one_of({"fashion-mnist", "mnist", "cifar10", "reversal"})),
+    row("data.dir", &C::data, &DataConfig::dir, "",
+        "folder with the data set's files, relative to the working directory (scripts/get_data.sh fills data/); required but for reversal"),
+    row("data.normalize", &C::data, &DataConfig::normalize, "true", "standardize each channel with train-set mean and std"),
+    row("data.hflip", &C::data, &DataConfig::hflip, "false", "random horizontal flip of training images"),
+    row("data.crop_padding", &C::data, &DataConfig::crop_padding, "0", "random crop after zero padding by this many pixels (0 = off)", range(0, 16)),
+    row("data.train_limit", &C::data, &DataConfig::train_limit, "0", "use only the first N training samples (0 = all; reversal: sequences per epoch, 0 = 50000)", range(0, kBig)),
+    row("data.test_limit", &C::data, &DataConfig::test_limit, "0", "use only the first N test samples (0 = all; reversal: held-out sequences, 0 = 10000)", range(0, kBig)),
+
+    row("model.type", &C::model, &ModelConfig::type, "", "network, one file each in src/models/",
+        required_one_of(model_types())),
+    row("model.widths", &C::model, &ModelConfig::widths, "[]", "cnn: channels of each stage; mlp: size of each hidden layer",
+        range(1, 1 << 16)),
+    row("model.width", &C::model, &ModelConfig::width, "64", "resnet: channels of the first stage (64 is the standard network); transformer: model dimension",
+        range(1, 1 << 12)),
+    row("model.layers", &C::model, &ModelConfig::layers, "0",
+        "transformer: number of layers, one attention head each (0 = model.blocks: one layer per block)", range(0, 1024)),
+    row("model.convs_per_stage", &C::model, &ModelConfig::convs_per_stage, "1", "cnn: conv-bn-relu layers per stage", range(1, 16)),
+    row("model.head_hidden", &C::model, &ModelConfig::head_hidden, "0", "hidden units of the classifier head (0 = linear head)", range(0, 1 << 16)),
+    row("model.blocks", &C::model, &ModelConfig::blocks, "", "N: number of blocks the network is split into", required_range(1, 1024)),
+    row("model.split", &C::model, &ModelConfig::split, "[]",
+        "units per block, e.g. [1,1,2]; empty = cut at units so that blocks hold equal shares of the layers", range(1, 1024)),
+
+    row("loss.family", &C::loss, &LossConfig::family, "gaussian",
+        "exponential family of the messages alpha_k, beta_k, one file each in src/losses/",
+        one_of(family_names())),
+    row("loss.kl_weight", &C::loss, &LossConfig::kl_weight, "1.0", "weight of the variational term D_KL(rho_k || alpha_k)", range(0, 1e6)),
+    row("loss.pred_weight", &C::loss, &LossConfig::pred_weight, "1.0", "weight of the local predictive cross-entropy", range(0, 1e6)),
+    row("loss.sigma", &C::loss, &LossConfig::sigma, "1.0", "gaussian: standard deviation of the messages", range(1e-6, 1e6)),
+    row("loss.mixing", &C::loss, &LossConfig::mixing, "schedule",
+        "posterior rho ~ alpha * beta^m: schedule (m = 1/(1+tau*epoch)) or constant (m = loss.mixing_m)",
+        one_of({"schedule", "constant"})),
+    row("loss.tau", &C::loss, &LossConfig::tau, "0.5", "annealing rate of the mixing schedule", range(0, 1e6)),
+    row("loss.mixing_m", &C::loss, &LossConfig::mixing_m, "0.5", "m when loss.mixing is constant (1 = the full product alpha*beta)",
+        range(0, 1)),
+    row("loss.feedback", &C::loss, &LossConfig::feedback, "closed_form",
+        "feedback g_k: closed_form (least squares on each batch), gradient (trained by the optimizer) or twin (the backward twin network, trained)",
+        one_of({"closed_form", "gradient", "twin"})),
+    row("loss.feedback_momentum", &C::loss, &LossConfig::feedback_momentum, "0.0",
+        "closed_form: weight of the previous solution, per class (0 = this batch only)", range(0, 0.9999)),
+    row("loss.forward_posterior", &C::loss, &LossConfig::forward_posterior, "false",
+        "training passes the posterior rho_k to the next block instead of alpha_k (evaluation always passes alpha_k)"),
+    row("loss.span", &C::loss, &LossConfig::span, "1",
+        "BLL(x): gradients flow across x consecutive blocks before they stop (1 = plain BLL); a span stays on one rank",
+        range(1, 1024)),
+    row("loss.readout_pool", &C::loss, &LossConfig::readout_pool, "2", "local readout sees alpha average-pooled to PxP", range(1, 64)),
+
+    row("optim.name", &C::optim, &OptimConfig::name, "adam", "optimizer of every block: sgd (with momentum) or adam", one_of({"sgd", "adam"})),
+    row("optim.lr", &C::optim, &OptimConfig::lr, "0.001", "learning rate", range(1e-12, 100)),
+    row("optim.momentum", &C::optim, &OptimConfig::momentum, "0.9", "sgd momentum", range(0, 1)),
+    row("optim.weight_decay", &C::optim, &OptimConfig::weight_decay, "0.0", "L2 weight decay", range(0, 1)),
+    row("optim.schedule", &C::optim, &OptimConfig::schedule, "constant", "learning-rate schedule: constant or cosine (annealing per epoch)",
+        one_of({"constant", "cosine"})),
+    row("optim.t_max", &C::optim, &OptimConfig::t_max, "0", "cosine period in epochs (0 = train.epochs)", range(0, 1e6)),
+    row("optim.lr_min", &C::optim, &OptimConfig::lr_min, "0.0", "cosine floor of the learning rate", range(0, 100)),
+
+    row("train.epochs", &C::train, &TrainConfig::epochs, "", "training epochs", required_range(1, 1e6)),
+    row("train.batch_size", &C::train, &TrainConfig::batch_size, "128", "samples per batch", range(1, 1 << 20)),
+    row("train.seed", &C::train, &TrainConfig::seed, "0", "seed of initialization, shuffling and augmentation", range(0, kBig)),
+    row("train.in_flight", &C::train, &TrainConfig::in_flight, "2", "batches a rank may run ahead of the next rank", range(1, 1024)),
+
+    row("runtime.run_dir", &C::runtime, &RuntimeConfig::run_dir, "", "run directory, relative to the working directory (default: runs/<config file name>)"),
+    row("runtime.threads", &C::runtime, &RuntimeConfig::threads, "0", "intra-op threads per rank (0 = node cores / ranks on the node)", range(0, 4096)),
+    row("runtime.progress", &C::runtime, &RuntimeConfig::progress, "auto", "progress bar on rank 0: auto (when stdout is a terminal), on, off",
+        one_of({"auto", "on", "off"})),
+    row("runtime.wait", &C::runtime, &RuntimeConfig::wait, "sleep",
+        "waiting for a message: sleep (back off; right when ranks share cores) or spin (busy-poll)",
+        one_of({"sleep", "spin"})),
+    row("runtime.timeout_s", &C::runtime, &RuntimeConfig::timeout_s, "600",
+        "a wait for a message longer than this stops the job with an error", range(0.1, 1e7)),
+    row("runtime.keep_freed_memory", &C::runtime, &RuntimeConfig::keep_freed_memory, "true",
+        "keep freed heap memory for reuse instead of returning it to the kernel (glibc malloc)"),
+    row("runtime.blocks_per_rank", &C::runtime, &RuntimeConfig::blocks_per_rank, "[]",
+        "blocks owned by each rank, in order, e.g. [1,3]; empty = as even as possible (earlier ranks take extras)",
+        range(1, 1024)),
+    row("runtime.save_params", &C::runtime, &RuntimeConfig::save_params, "true", "save each block's parameters in the run directory at the end"),
+  };
+}
+
+// ---- parsing ---------------------------------------------------------------------------------
+
+}  // namespace
+
+const std::vector<KeySpec>& config_schema() {
+  static const std::vector<KeySpec> schema = make_schema();
+  return schema;
+}
+
+}  // namespace bll
