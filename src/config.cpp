@@ -195,6 +195,12 @@ Config resolve(const Entries& entries, const std::string& source) {
     }
   }
   // Cross-key rules.
+  if (c.data.task == "autoencode" && (c.data.dataset == "reversal" || c.data.dataset == "cifar10"))
+    throw ConfigError(source + ": key 'data.task': autoencode needs grey 28x28 images (mnist or fashion-mnist), not " +
+                      c.data.dataset);
+  if (c.data.task == "autoencode" && c.loss.feedback != "gradient")
+    throw ConfigError(source + ": key 'loss.feedback': data.task autoencode has image targets, not classes; use "
+                      "loss.feedback=gradient (closed_form and twin need class labels)");
   if (c.data.dataset != "reversal" && c.data.dir.empty())
     throw ConfigError(source + ": missing required key 'data.dir' (data.dataset " + c.data.dataset +
                       " is read from files; scripts/get_data.sh " + c.data.dataset + " puts them in data/)");

@@ -5,6 +5,7 @@
 
 #include "bll/error.h"
 #include "bll/losses/local_loss.h"
+#include "bll/losses/reconstruction.h"
 #include "bll/optim.h"
 
 namespace bll {
@@ -14,7 +15,8 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 }  // namespace
 
 void BlockStats::to(double* out) const {
-  const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds, seq_correct, sequences};
+  const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds, seq_correct, sequences,
+                             s15, s16, s17};
   std::copy(v, v + kFields, out);
 }
 
@@ -22,12 +24,13 @@ BlockStats BlockStats::from(const double* in) {
   BlockStats s;
   s.loss = in[0], s.kl = in[1], s.pred = in[2], s.batches = in[3], s.correct1 = in[4], s.correct3 = in[5],
   s.samples = in[6], s.seconds = in[7], s.seq_correct = in[8], s.sequences = in[9];
+  s.s15 = in[10], s.s16 = in[11], s.s17 = in[12];
   return s;
 }
 
 BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin)
     : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)),
-      twin_(twin) {
+      twin_(twin), reconstruct_(config.data.task == "autoencode") {
   for (auto& block : blocks_)
     if (block->has_twin() && !twin_)
       throw RuntimeError("block " + std::to_string(block->index()) + " has a twin feedback but no twin codes");
@@ -58,10 +61,34 @@ torch::Tensor per_token(const torch::Tensor& t, bool tokens) {
 }
 }  // namespace
 
-void BlockLearner::count(const torch::Tensor& logits, const torch::Tensor& y, BlockStats& stats) const {
+torch::Tensor BlockLearner::prediction(Block& block, const torch::Tensor& alpha, const torch::Tensor& y) const {
+  const auto p = block->is_output() ? alpha : block->readout(alpha);
+  return reconstruct_ ? p.view(y.sizes()) : p;
+}
+
+torch::Tensor BlockLearner::predictive_loss(const torch::Tensor& prediction, const torch::Tensor& y) const {
+  if (reconstruct_) return uncertainty_terms(prediction, y).s15.mean();
+  return torch::nn::functional::cross_entropy(per_token(prediction, y.dim() == 2), y.reshape(-1));
+}
+
+torch::Tensor BlockLearner::feedback_message(Block& block, const torch::Tensor& y) const {
+  if (block->has_twin()) return channel_means(per_token(block->twin(twin_->input(block->index(), y)), y.dim() == 2));
+  if (reconstruct_) return block->feedback(y.flatten(1));
+  return block->feedback(torch::nn::functional::one_hot(y.reshape(-1), num_classes_).to(torch::kFloat32));
+}
+
+void BlockLearner::score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats) const {
+  if (reconstruct_) {
+    const auto t = uncertainty_terms(prediction, y);
+    stats.s15 += t.s15.sum().item<double>();
+    stats.s16 += t.s16.sum().item<double>();
+    stats.s17 += t.s17.sum().item<double>();
+    stats.samples += double(y.size(0));
+    return;
+  }
   const bool tokens = y.dim() == 2;
   const auto flat_y = y.reshape(-1);
-  const auto flat = per_token(logits, tokens);
+  const auto flat = per_token(prediction, tokens);
   const int64_t k = std::min<int64_t>(3, flat.size(1));
   const auto hit = std::get<1>(flat.topk(k, 1)).eq(flat_y.unsqueeze(1));
   const auto top1 = hit.select(1, 0);
@@ -80,31 +107,25 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
   optimizer_->zero_grad();
   const auto& c = config_.loss;
   const bool tokens = y.dim() == 2;  // a class per token: every token is a sample of the loss
-  const auto yt = y.reshape(-1);
   // Gradient stop: this span's graph starts at its input.
   torch::Tensor x = alpha_in.detach(), total;
   for (auto& block : blocks_) {
     block->train();
     BlockStats& s = stats[size_t(block->index())];
     const auto alpha = block->forward(x);
-    torch::Tensor logits;
+    const auto pred = prediction(block, alpha, y);
     LocalLoss loss;
     if (block->is_output()) {
-      logits = per_token(alpha, tokens);
-      loss.total = loss.pred = torch::nn::functional::cross_entropy(logits, yt);
+      loss.total = loss.pred = predictive_loss(pred, y);
       loss.kl = torch::zeros({});
       x = alpha;
     } else {
       const auto message = per_token(alpha, tokens);
       const auto a = channel_means(message);
       if (closed_form_feedback(block))
-        block->fit_feedback(family_->expectation(a.detach()), yt, c.feedback_momentum,
+        block->fit_feedback(family_->expectation(a.detach()), y.reshape(-1), c.feedback_momentum,
                             [&](const torch::Tensor& e) { return family_->from_expectation(e); });
-      const auto beta = block->has_twin()
-                            ? channel_means(per_token(block->twin(twin_->input(block->index(), y)), tokens))
-                            : block->feedback(torch::nn::functional::one_hot(yt, num_classes_).to(alpha.dtype()));
-      logits = per_token(block->readout(alpha), tokens);
-      loss = block_local_loss(*family_, message, beta, logits, yt, m_, c);
+      loss = block_local_loss(*family_, message, feedback_message(block, y), predictive_loss(pred, y), m_, c);
       x = c.forward_posterior ? posterior_message(message, a, loss.posterior).view_as(alpha) : alpha;
     }
     const double value = loss.total.item<double>();
@@ -117,7 +138,7 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
     s.kl += loss.kl.item<double>();
     s.pred += loss.pred.item<double>();
     s.batches += 1;
-    count(logits.detach(), y, s);
+    score(pred.detach(), y, s);
   }
   total.backward();
   optimizer_->step();
@@ -134,7 +155,7 @@ torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch
   for (auto& block : blocks_) {
     block->eval();
     x = block->forward(x);
-    count(block->is_output() ? x : block->readout(x), y, stats[size_t(block->index())]);
+    score(prediction(block, x, y), y, stats[size_t(block->index())]);
   }
   return x;
 }

@@ -21,6 +21,12 @@ std::string to_json_line(const EpochRecord& r) {
     j["test_seq_acc"] = r.test_seq_acc;
     j["train_seq_acc"] = r.train_seq_acc;
   }
+  if (r.reconstruction) {
+    j["test_s15_kl"] = r.test_s15;
+    j["test_s16_mm"] = r.test_s16;
+    j["test_s17_me"] = r.test_s17;
+    j["train_s15_kl"] = r.train_s15;
+  }
   j["train_loss"] = r.train_loss;
   j["samples_per_sec"] = r.samples_per_sec;
   j["seconds"] = r.seconds;
@@ -40,8 +46,12 @@ std::string to_json_line(const EpochRecord& r) {
 
 std::string format_epoch_line(const EpochRecord& r, int64_t epochs) {
   char head[256];
-  std::snprintf(head, sizeof head, "epoch %lld/%lld  loss %.4f  train %.2f%%  test %.2f%% (top-3 %.2f%%)",
-                (long long)r.epoch, (long long)epochs, r.train_loss, r.train_top1, r.test_top1, r.test_top3);
+  if (r.reconstruction)
+    std::snprintf(head, sizeof head, "epoch %lld/%lld  loss %.4f  test S15 %.4f  S16 %.4f  S17 %.4f", (long long)r.epoch,
+                  (long long)epochs, r.train_loss, r.test_s15, r.test_s16, r.test_s17);
+  else
+    std::snprintf(head, sizeof head, "epoch %lld/%lld  loss %.4f  train %.2f%%  test %.2f%% (top-3 %.2f%%)",
+                  (long long)r.epoch, (long long)epochs, r.train_loss, r.train_top1, r.test_top1, r.test_top3);
   std::string line = head;
   if (r.sequences) {
     char b[48];
@@ -52,10 +62,10 @@ std::string format_epoch_line(const EpochRecord& r, int64_t epochs) {
     line += "  readouts";
     for (size_t i = 0; i < r.readout_test.size(); ++i) {
       char b[32];
-      std::snprintf(b, sizeof b, "%s%.1f", i ? "/" : " ", r.readout_test[i]);
+      std::snprintf(b, sizeof b, r.reconstruction ? "%s%.3f" : "%s%.1f", i ? "/" : " ", r.readout_test[i]);
       line += b;
     }
-    line += "%";
+    line += r.reconstruction ? " (readout S15)" : "%";
   }
   char tail[160];
   std::snprintf(tail, sizeof tail, "  m %.3f  lr %.2e  %.0f samples/s  %.1fs", r.mixing, r.lr, r.samples_per_sec,

@@ -37,9 +37,9 @@ void bound(std::deque<WorkPtr>& q, size_t limit, double& wait_s) {
 }  // namespace
 
 Pipeline::Pipeline(Transport& transport, const Placement& placement, std::vector<BlockLearner>& learners,
-                   std::vector<Shape> boundary_shapes, Shape label_shape, int64_t in_flight)
+                   std::vector<Shape> boundary_shapes, Shape label_shape, torch::Dtype label_dtype, int64_t in_flight)
     : transport_(transport), placement_(placement), learners_(learners), shapes_(std::move(boundary_shapes)),
-      label_shape_(std::move(label_shape)), in_flight_(in_flight) {}
+      label_shape_(std::move(label_shape)), label_dtype_(label_dtype), in_flight_(in_flight) {}
 
 PhaseTiming Pipeline::train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
                             const ProgressFn& progress) {
@@ -80,7 +80,7 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
     const std::string id = std::string(phase) + " batch " + std::to_string(t);
     Shape y_shape{b};
     y_shape.insert(y_shape.end(), label_shape_.begin(), label_shape_.end());
-    auto y = torch::empty(y_shape, torch::kInt64);
+    auto y = torch::empty(y_shape, label_dtype_);
     labels_in.push_back({y, transport_.ibroadcast(y, 0, "labels of " + id)});
     Shape shape{b};
     shape.insert(shape.end(), in_shape.begin(), in_shape.end());

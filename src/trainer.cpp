@@ -23,17 +23,18 @@ namespace {
 struct DataInfo {
   int64_t n_train = 0, n_test = 0, num_classes = 0;
   Shape sample_shape;  // {C, H, W}, or {T} for token sequences
-  Shape label_shape;   // {} for a class per sample, {T} for a class per token
+  Shape label_shape;   // {} for a class per sample, {T} for a class per token, the image to reconstruct
+  int64_t float_labels = 0;  // 1: targets are images (data.task autoencode), else class indices
 };
 
 // DataInfo as a fixed-size tensor for one broadcast: sizes, then each shape as rank + dims.
-constexpr int64_t kMaxRank = 4, kInfoSize = 3 + 2 * (1 + kMaxRank);
+constexpr int64_t kMaxRank = 4, kInfoSize = 4 + 2 * (1 + kMaxRank);
 
 torch::Tensor pack(const DataInfo& info) {
   auto v = torch::zeros({kInfoSize}, torch::kInt64);
   auto a = v.accessor<int64_t, 1>();
-  a[0] = info.n_train, a[1] = info.n_test, a[2] = info.num_classes;
-  int64_t at = 3;
+  a[0] = info.n_train, a[1] = info.n_test, a[2] = info.num_classes, a[3] = info.float_labels;
+  int64_t at = 4;
   for (const Shape* s : {&info.sample_shape, &info.label_shape}) {
     a[at] = int64_t(s->size());
     for (size_t i = 0; i < s->size(); ++i) a[at + 1 + int64_t(i)] = (*s)[i];
@@ -44,8 +45,8 @@ torch::Tensor pack(const DataInfo& info) {
 
 DataInfo unpack(const torch::Tensor& v) {
   auto a = v.accessor<int64_t, 1>();
-  DataInfo info{a[0], a[1], a[2], {}, {}};
-  int64_t at = 3;
+  DataInfo info{a[0], a[1], a[2], {}, {}, a[3]};
+  int64_t at = 4;
   for (Shape* s : {&info.sample_shape, &info.label_shape}) {
     for (int64_t i = 0; i < a[at]; ++i) s->push_back(a[at + 1 + i]);
     at += 1 + kMaxRank;
@@ -75,7 +76,12 @@ DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t
       const auto s = split.train.images.sizes();
       info.sample_shape = Shape(s.begin() + 1, s.end());
       info.label_shape = Shape(split.train.labels.sizes().begin() + 1, split.train.labels.sizes().end());
-      const bool images = !split.train.sequences();
+      if (split.train.reconstruct) {  // the target is the input; its size takes the place of the classes
+        info.label_shape = info.sample_shape;
+        info.num_classes = split.train.images[0].numel();
+        info.float_labels = 1;
+      }
+      const bool images = !split.train.sequences() && !split.train.reconstruct;
       const Normalizer norm = images && config.data.normalize ? Normalizer::fit(split.train.images)
                                                               : Normalizer::identity(images ? s[1] : 1);
       const uint64_t seed = uint64_t(config.train.seed);
@@ -103,9 +109,10 @@ DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t
 double percent(double num, double den) { return den > 0 ? 100.0 * num / den : 0.0; }
 
 // Adds up the per-block statistics and per-rank timings of all ranks (every rank gets the sum).
+// `recon`: the task reconstructs images (S15-S17 instead of accuracies).
 EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockStats>& train,
                          const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
-                         int64_t trained_samples, const BlockLearner& any_learner) {
+                         int64_t trained_samples, const BlockLearner& any_learner, bool recon) {
   const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
   auto buf = torch::zeros({2 * nb * F + 3 * K}, torch::kFloat64);
   double* p = buf.data_ptr<double>();
@@ -127,10 +134,14 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
     r.block_kl.push_back(tr.batches > 0 ? tr.kl / tr.batches : 0);
     r.block_pred.push_back(tr.batches > 0 ? tr.pred / tr.batches : 0);
     r.block_train_seconds.push_back(tr.seconds);
+    auto mean = [](double sum, double n) { return n > 0 ? sum / n : 0.0; };
     if (k + 1 < nb) {
-      r.readout_train.push_back(percent(tr.correct1, tr.samples));
-      r.readout_test.push_back(percent(te.correct1, te.samples));
+      r.readout_train.push_back(recon ? mean(tr.s15, tr.samples) : percent(tr.correct1, tr.samples));
+      r.readout_test.push_back(recon ? mean(te.s15, te.samples) : percent(te.correct1, te.samples));
     } else {
+      r.reconstruction = recon;
+      r.test_s15 = mean(te.s15, te.samples), r.test_s16 = mean(te.s16, te.samples);
+      r.test_s17 = mean(te.s17, te.samples), r.train_s15 = mean(tr.s15, tr.samples);
       r.train_top1 = percent(tr.correct1, tr.samples);
       r.train_loss = r.block_loss.back();
       r.test_top1 = percent(te.correct1, te.samples);
@@ -229,7 +240,8 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   }
 
   // When: the free-running pipeline.
-  Pipeline pipeline(t, placement, learners, shapes, info.label_shape, config.train.in_flight);
+  Pipeline pipeline(t, placement, learners, shapes, info.label_shape,
+                    info.float_labels ? torch::kFloat32 : torch::kInt64, config.train.in_flight);
 
   if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;
@@ -267,7 +279,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
 
     EpochRecord rec = gather_epoch(t, epoch, train_stats, test_stats, tt, et,
                                    num_batches(info.n_train, config.train.batch_size, true) * config.train.batch_size,
-                                   learners.front());
+                                   learners.front(), info.float_labels != 0);
     if (metrics) metrics->append(rec);
     if (print) {
       std::printf("%s\n", format_epoch_line(rec, epochs).c_str());

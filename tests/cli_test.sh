@@ -79,6 +79,8 @@ for cfg in "$configs"/paper/*.yaml; do
 done
 # The sequence task reports whole-sequence accuracy next to the per-token one.
 expect "sequence task reports test_seq_acc" 0 '' -- grep -q '"test_seq_acc"' "$work/paper-run/s2s_transformer5/metrics.jsonl"
+ae_metrics=$work/paper-run/fmnist_autoencoder/metrics.jsonl
+expect "autoencoder reports S15-S17" 0 '' -- bash -c "grep -q '\"test_s15_kl\"' '$ae_metrics' && grep -q '\"test_s16_mm\"' '$ae_metrics' && grep -q '\"test_s17_me\"' '$ae_metrics'"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -86,6 +86,14 @@ TEST_CASE("a missing required key is named") {
   CHECK_NOTHROW(parse_config("data: {dataset: reversal}\n" + rest, "f.yaml", {}));
 }
 
+TEST_CASE("the autoencoder task names what it cannot use") {
+  const std::string rest = "model: {type: autoencoder, widths: [4, 8], blocks: 2}\ntrain: {epochs: 1}\n";
+  CHECK_THAT(error_of("data: {dataset: mnist, dir: d, task: autoencode}\n" + rest),
+             Contains("loss.feedback") && Contains("gradient"));
+  CHECK_THAT(error_of("data: {dataset: cifar10, dir: d, task: autoencode}\nloss: {feedback: gradient}\n" + rest),
+             Contains("data.task") && Contains("cifar10"));
+}
+
 TEST_CASE("model.split must have model.blocks entries") {
   CHECK_THAT(error_of(kMinimal, {"model.split=[1,2]"}), Contains("model.split") && Contains("model.blocks is 3"));
 }

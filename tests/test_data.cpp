@@ -259,3 +259,20 @@ TEST_CASE("the reversal task needs no data folder and batches token ids with per
   CHECK(b.y.sizes() == torch::IntArrayRef({32, 10}));
   CHECK(torch::equal(b.y, b.x.to(torch::kInt64).flip({1})));  // no augmentation of tokens
 }
+
+TEST_CASE("autoencode stacks each image on a 0.2 uncertainty patch, and the target is the input") {
+  const auto dir = test::temp_dir("ae");
+  test::write_idx_dataset(dir, 40, 20, 3);
+  DataConfig c;
+  c.dataset = "fashion-mnist", c.dir = dir, c.task = "autoencode";
+  const auto s = load_dataset(c);
+  REQUIRE(s.train.images.sizes() == torch::IntArrayRef({40, 1, 56, 28}));
+  CHECK(s.train.reconstruct);
+  BatchSource src(s.train, Normalizer::identity(1), 16, true, Augment{true, 2}, 1);
+  src.start_epoch(0);
+  const auto b = src.get(0);
+  CHECK(b.x.sizes() == torch::IntArrayRef({16, 1, 56, 28}));
+  CHECK(torch::equal(b.x, b.y));
+  CHECK(torch::allclose(b.x.narrow(2, 28, 28), torch::full({16, 1, 28, 28}, 0.2f)));
+  CHECK(b.x.narrow(2, 0, 28).max().item<float>() > 0.5f);  // the image, scaled to [0, 1]
+}

@@ -4,9 +4,11 @@
 
 #include "bll/losses/family.h"
 #include "bll/losses/local_loss.h"
+#include "bll/losses/reconstruction.h"
 #include "bll/optim.h"
 
 using namespace bll;
+using Catch::Matchers::Contains;
 
 namespace {
 LossConfig loss_config(double kl_w = 1.0, double pred_w = 1.0, double sigma = 1.0, const std::string& family = "gaussian") {
@@ -267,4 +269,18 @@ TEST_CASE("optimizers are built as configured and take the scheduled rate") {
   c.name = "adam";
   auto adam = make_optimizer({p}, c);
   CHECK(dynamic_cast<torch::optim::Adam*>(adam.get()) != nullptr);
+}
+
+TEST_CASE("the autoencoder's S15 is the Gaussian KL of target and output, S16 and S17 as defined") {
+  auto out = torch::randn({3, 1, 8, 5}, torch::kFloat64), target = torch::randn({3, 1, 8, 5}, torch::kFloat64);
+  const auto t = uncertainty_terms(out, target);
+  const auto mu = out.narrow(2, 0, 4), s = out.narrow(2, 4, 4), mu_t = target.narrow(2, 0, 4), s_t = target.narrow(2, 4, 4);
+  // S15 = KL(N(mu*, e^{s*}) || N(mu, e^{s})), averaged over the pixels of a half.
+  CHECK(torch::allclose(t.s15, gaussian_kl(mu_t, s_t.exp(), mu, s.exp()).flatten(1).mean(1), 1e-10, 1e-12));
+  CHECK(torch::allclose(t.s16, ((mu_t - mu).pow(2) - s.exp()).pow(2).flatten(1).mean(1), 1e-10, 1e-12));
+  CHECK(torch::allclose(t.s17, s.flatten(1).mean(1), 1e-10, 1e-12));
+  const auto exact = uncertainty_terms(target, target);  // a perfect prediction
+  CHECK(torch::allclose(exact.s15, torch::zeros({3}, torch::kFloat64), 0, 1e-12));
+  CHECK(torch::allclose(exact.s16, s_t.exp().pow(2).flatten(1).mean(1), 1e-10, 1e-12));
+  CHECK_THROWS_WITH(uncertainty_terms(out, target.narrow(2, 0, 4)), Contains("one shape"));
 }

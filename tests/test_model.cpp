@@ -340,3 +340,20 @@ TEST_CASE("twin codes follow the hosted twins' state after an exchange") {
   const auto fours = torch::full({2}, 4, torch::kInt64);  // a code per label, looked up
   CHECK(torch::equal(codes.input(1, fours), codes.input(1, y).index_select(0, fours)));
 }
+
+TEST_CASE("the autoencoder maps 56x28 to 56x28 through a bottleneck in four units") {
+  Config c = parse_config(
+      "data: {dataset: fashion-mnist, dir: d, task: autoencode}\n"
+      "model: {type: autoencoder, widths: [4, 8], blocks: 4}\n"
+      "loss: {feedback: gradient}\n"
+      "train: {epochs: 1}\n",
+      "t", {});
+  const Shape input{1, 56, 28};
+  const auto shapes = block_boundary_shapes(c.model, input, 56 * 28);
+  CHECK(shapes == std::vector<Shape>{{1, 56, 28}, {4, 28, 14}, {8, 14, 7}, {4, 28, 14}, {1, 56, 28}});
+  auto x = torch::rand({2, 1, 56, 28});
+  for (int64_t k = 0; k < 4; ++k) x = make_block(c, k, input, 56 * 28)->forward(x);
+  CHECK(x.sizes() == torch::IntArrayRef({2, 1, 56, 28}));
+  c.model.widths = {4};
+  CHECK_THROWS_WITH(model_plan(c.model, input, 56 * 28), Contains("two entries"));
+}

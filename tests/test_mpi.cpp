@@ -188,6 +188,7 @@ TEST_CASE("K ranks and 1 rank agree for every model and loss family and feedback
       {"gradient feedback", {"loss.feedback=gradient"}},
       {"mlp, BLL(2)", {"model.type=mlp", "model.widths=[16,16,16,16,16,16,16]", "model.blocks=8", "loss.span=2"}},
       {"transformer on the reversal task", {"data.dataset=reversal", "model.type=transformer", "model.width=8"}},
+      {"autoencoder", {"data.task=autoencode", "model.type=autoencoder", "model.widths=[4,8]", "loss.feedback=gradient"}},
       // Twin feedback over 2 epochs: the twins' snapshot is exchanged at the epoch boundary.
       {"twin feedback", {"loss.feedback=twin", "train.epochs=2"}},
       {"twin feedback, resnet18", {"loss.feedback=twin", "model.type=resnet18", "model.width=4", "train.epochs=2"}},

@@ -18,6 +18,7 @@ struct DataConfig {
   int64_t crop_padding = 0;  // random crop after zero padding (training only); 0 = off
   int64_t train_limit = 0;   // use only the first N training samples; 0 = all
   int64_t test_limit = 0;    // use only the first N test samples; 0 = all
+  std::string task;          // classify | autoencode (supplement §2.1: 56x28 image + uncertainty)
 };
 
 struct ModelConfig {

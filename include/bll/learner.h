@@ -26,7 +26,8 @@ struct BlockStats {
   double samples = 0;                 // samples, or tokens for a sequence task
   double seconds = 0;                 // time spent in this block's steps
   double seq_correct = 0, sequences = 0;  // sequence task: sequences with every token right
-  static constexpr int kFields = 10;
+  double s15 = 0, s16 = 0, s17 = 0;       // autoencode: sums over samples (losses/reconstruction.h)
+  static constexpr int kFields = 13;
   void to(double* out) const;
   static BlockStats from(const double* in);
 };
@@ -56,13 +57,20 @@ class BlockLearner {
 
  private:
   bool closed_form_feedback(const Block& block) const;
-  void count(const torch::Tensor& logits, const torch::Tensor& y, BlockStats& stats) const;
+  // A block's prediction of the target: the output block's alpha or a hidden block's readout
+  // (shaped like y when reconstructing); its predictive loss (cross-entropy or S15); the
+  // feedback message from the labels or target; and the accuracy or S15-S17 sums it adds.
+  torch::Tensor prediction(Block& block, const torch::Tensor& alpha, const torch::Tensor& y) const;
+  torch::Tensor predictive_loss(const torch::Tensor& prediction, const torch::Tensor& y) const;
+  torch::Tensor feedback_message(Block& block, const torch::Tensor& y) const;
+  void score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats) const;
 
   const Config& config_;
   std::vector<Block> blocks_;
   int64_t num_classes_;
   std::unique_ptr<Family> family_;
   const TwinCodes* twin_;
+  bool reconstruct_;  // data.task autoencode: targets are images
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   double m_ = 1.0, lr_ = 0.0;
 };

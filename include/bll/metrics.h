@@ -14,6 +14,8 @@ struct EpochRecord {
   double test_top1 = 0, test_top3 = 0, train_top1 = 0;  // percent, network output (per token for sequences)
   bool sequences = false;       // a sequence task: the next two are reported
   double test_seq_acc = 0, train_seq_acc = 0;  // percent of sequences with every token right
+  bool reconstruction = false;  // data.task autoencode: accuracies are 0 and these are reported
+  double test_s15 = 0, test_s16 = 0, test_s17 = 0, train_s15 = 0;  // means over samples
   double train_loss = 0;        // mean cross-entropy of the network output
   double samples_per_sec = 0;   // training samples / slowest rank's training time
   double seconds = 0;           // wall time of the epoch: training + evaluation

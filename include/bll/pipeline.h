@@ -33,9 +33,9 @@ class Pipeline {
  public:
   // `learners` are this rank's spans of blocks in order; `boundary_shapes[k]` is the per-sample input
   // shape of block k (from block_boundary_shapes); `label_shape` the per-sample shape of the labels
-  // ({} for a class per sample, {T} for a class per token).
+  // ({} for a class per sample, {T} for a class per token, an image for reconstruction) and type.
   Pipeline(Transport& transport, const Placement& placement, std::vector<BlockLearner>& learners,
-           std::vector<Shape> boundary_shapes, Shape label_shape, int64_t in_flight);
+           std::vector<Shape> boundary_shapes, Shape label_shape, torch::Dtype label_dtype, int64_t in_flight);
 
   // One training epoch over n_samples (full batches only). `source` is used on rank 0 only.
   PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
@@ -55,6 +55,7 @@ class Pipeline {
   std::vector<BlockLearner>& learners_;
   std::vector<Shape> shapes_;
   Shape label_shape_;
+  torch::Dtype label_dtype_;
   int64_t in_flight_;
 };
 

@@ -46,6 +46,16 @@ Dataset limit(Dataset d, int64_t n) {
   return d;
 }
 
+// The autoencoder's inputs and targets (supplement §2.1): each 28x28 image stacked on a 28x28
+// patch of the constant 0.2 (51/255 in uint8, exact), 56x28 in all.
+Dataset with_uncertainty_patch(Dataset d) {
+  if (d.images.size(1) != 1 || d.images.size(2) != 28 || d.images.size(3) != 28)
+    throw DataError("data.task autoencode: needs 1x28x28 images");
+  d.images = torch::cat({d.images, torch::full_like(d.images, 51)}, 2).contiguous();
+  d.reconstruct = true;
+  return d;
+}
+
 }  // namespace
 
 DataSplit load_dataset(const DataConfig& config, uint64_t seed) {
@@ -74,6 +84,10 @@ DataSplit load_dataset(const DataConfig& config, uint64_t seed) {
   }
   s.train = limit(s.train, config.train_limit);
   s.test = limit(s.test, config.test_limit);
+  if (config.task == "autoencode") {
+    s.train = with_uncertainty_patch(s.train);
+    s.test = with_uncertainty_patch(s.test);
+  }
   if (s.train.size() == 0) throw DataError("data.dir '" + config.dir + "': the training set is empty");
   if (s.test.size() == 0) throw DataError("data.dir '" + config.dir + "': the test set is empty");
   return s;

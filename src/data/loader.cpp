@@ -86,6 +86,10 @@ Batch BatchSource::get(int64_t t) {
   auto idx = torch::from_blob(order_.data() + t * batch_size_, {b}, torch::kInt64).clone();
   auto img = data_.images.index_select(0, idx);
   if (data_.sequences()) return {img.to(torch::kFloat32), data_.labels.index_select(0, idx)};  // token ids
+  if (data_.reconstruct) {  // the target is the input: values in [0, 1], no augmentation
+    auto x = img.to(torch::kFloat32).div_(255.0f);
+    return {x, x.clone()};
+  }
   if (train_) img = augment(img);
   return {norm_.apply(img), data_.labels.index_select(0, idx)};
 }

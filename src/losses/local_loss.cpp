@@ -19,10 +19,14 @@ torch::Tensor gaussian_kl(const torch::Tensor& mu_q, const torch::Tensor& var_q,
 LocalLoss block_local_loss(const Family& family, const torch::Tensor& alpha, const torch::Tensor& beta,
                            const torch::Tensor& readout_logits, const torch::Tensor& y, double m,
                            const LossConfig& c) {
+  return block_local_loss(family, alpha, beta, torch::nn::functional::cross_entropy(readout_logits, y), m, c);
+}
+
+LocalLoss block_local_loss(const Family& family, const torch::Tensor& alpha, const torch::Tensor& beta,
+                           const torch::Tensor& pred, double m, const LossConfig& c) {
   const auto a = channel_means(alpha);
   const auto gamma = posterior_natural(family, a, beta, m);
   auto kl = kl_divergence(family, gamma, family.natural(a)).sum(1).mean();
-  auto pred = torch::nn::functional::cross_entropy(readout_logits, y);
   return {c.kl_weight * kl + c.pred_weight * pred, kl, pred, family.parameter(gamma)};
 }
 

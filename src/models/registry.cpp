@@ -20,6 +20,7 @@ const std::map<std::string, Factory>& registry() {
       {"resnet18", models::resnet18},
       {"resnet50", models::resnet50},
       {"transformer", models::transformer},
+      {"autoencoder", models::autoencoder},
   };
   return r;
 }

@@ -13,6 +13,7 @@ struct Dataset {
   torch::Tensor images;  // uint8 [N, C, H, W], or token ids [N, T] for a sequence task
   torch::Tensor labels;  // int64 [N], in [0, num_classes); [N, T] for a sequence task
   int64_t size() const { return labels.size(0); }
+  bool reconstruct = false;  // autoencode: the target is the input itself (labels are unused)
   bool sequences() const { return images.dim() == 2; }
 };
 

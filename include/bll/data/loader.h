@@ -13,7 +13,7 @@ namespace bll {
 
 struct Batch {
   torch::Tensor x;  // float [b, C, H, W], normalized; token ids as float [b, T] for sequences
-  torch::Tensor y;  // int64 [b], or [b, T] for sequences
+  torch::Tensor y;  // int64 [b], or [b, T] for sequences; float [b, 1, 56, 28] to reconstruct
 };
 
 // Per-channel standardization; statistics come from the training set.

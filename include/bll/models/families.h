@@ -11,6 +11,7 @@ ModelPlan mlp(const ModelConfig& model, const Shape& input, int64_t num_classes)
 ModelPlan cnn(const ModelConfig& model, const Shape& input, int64_t num_classes);
 ModelPlan resnet18(const ModelConfig& model, const Shape& input, int64_t num_classes);
 ModelPlan resnet50(const ModelConfig& model, const Shape& input, int64_t num_classes);
+ModelPlan autoencoder(const ModelConfig& model, const Shape& input, int64_t num_classes);
 ModelPlan transformer(const ModelConfig& model, const Shape& input, int64_t num_classes);
 
 }  // namespace bll::models
