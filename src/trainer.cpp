@@ -202,6 +202,29 @@ void save_block(Block& block, const std::string& run_dir) {
   }
 }
 
+// The learners of this rank's blocks, one per span of loss.span blocks.
+std::vector<BlockLearner> make_learners(const Config& config, const Placement& placement, int rank,
+                                        const DataInfo& info, const TwinCodes* twin) {
+  std::vector<BlockLearner> learners;
+  for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
+    std::vector<Block> span;
+    do span.push_back(make_block(config, k, info.sample_shape, info.num_classes));
+    while (++k < placement.end_block(rank) && k % config.loss.span != 0);
+    learners.emplace_back(config, std::move(span), info.num_classes, twin);
+  }
+  return learners;
+}
+
+// Twin feedback: every rank's twins as they ended the last epoch, into every rank's snapshot
+// (models/twin.h). Called by every rank at the same epoch boundary.
+void exchange_twins(Transport& t, TwinCodes& twin, std::vector<BlockLearner>& learners) {
+  std::vector<Block> hosted;
+  for (auto& l : learners) hosted.insert(hosted.end(), l.blocks().begin(), l.blocks().end());
+  auto state = twin.hosted_state(hosted);
+  t.allreduce_sum(state);
+  twin.load(state);
+}
+
 }  // namespace
 
 std::string resolve_run_dir(const Config& config) {
@@ -231,13 +254,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   // feedback, the snapshot of every twin that gives their inputs.
   std::optional<TwinCodes> twin;
   if (config.loss.feedback == "twin") twin.emplace(config, info.sample_shape, info.num_classes);
-  std::vector<BlockLearner> learners;
-  for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
-    std::vector<Block> span;
-    do span.push_back(make_block(config, k, info.sample_shape, info.num_classes));
-    while (++k < placement.end_block(rank) && k % config.loss.span != 0);
-    learners.emplace_back(config, std::move(span), info.num_classes, twin ? &*twin : nullptr);
-  }
+  std::vector<BlockLearner> learners = make_learners(config, placement, rank, info, twin ? &*twin : nullptr);
 
   // When: the free-running pipeline.
   Pipeline pipeline(t, placement, learners, shapes, info.label_shape,
@@ -252,13 +269,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const int64_t epochs = config.train.epochs;
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
     for (auto& l : learners) l.start_epoch(epoch);
-    if (twin && epoch > 0) {  // every rank's twins as they ended the last epoch (models/twin.h)
-      std::vector<Block> hosted;
-      for (auto& l : learners) hosted.insert(hosted.end(), l.blocks().begin(), l.blocks().end());
-      auto state = twin->hosted_state(hosted);
-      t.allreduce_sum(state);
-      twin->load(state);
-    }
+    if (twin && epoch > 0) exchange_twins(t, *twin, learners);
     if (rank == 0) {
       data.train->start_epoch(epoch);
       data.test->start_epoch(0);
