@@ -1,6 +1,5 @@
 #include "bll/learner.h"
 
-#include <chrono>
 #include <cmath>
 
 #include "bll/error.h"
@@ -9,10 +8,6 @@
 #include "bll/optim.h"
 
 namespace bll {
-namespace {
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-}  // namespace
 
 void BlockStats::to(double* out) const {
   const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds, seq_correct, sequences,
@@ -103,7 +98,6 @@ void BlockLearner::score(const torch::Tensor& prediction, const torch::Tensor& y
 
 torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
                                        std::vector<BlockStats>& stats) {
-  const auto start = Clock::now();
   optimizer_->zero_grad();
   const auto& c = config_.loss;
   const bool tokens = y.dim() == 2;  // a class per token: every token is a sample of the loss
@@ -142,9 +136,6 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
   }
   total.backward();
   optimizer_->step();
-  // A span's forward and backward run as one piece: its time is shared evenly by its blocks.
-  const double share = since(start) / double(blocks_.size());
-  for (auto& block : blocks_) stats[size_t(block->index())].seconds += share;
   return x.detach();
 }
 

@@ -104,7 +104,11 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
       post(t + int64_t(window));
     }
     for (auto& learner : learners_) {
+      const auto step_start = Clock::now();
       x = step(learner, x, y, stats);
+      // A span's forward and backward run as one piece: its time is shared evenly by its blocks.
+      const double share = since(step_start) / double(learner.blocks().size());
+      for (auto& block : learner.blocks()) stats[size_t(block->index())].seconds += share;
       if (!alpha_out.empty()) alpha_out.front()->test();  // let MPI make progress between spans
     }
     if (!ends) {

@@ -36,6 +36,7 @@ torch::Tensor pack(const DataInfo& info) {
   a[0] = info.n_train, a[1] = info.n_test, a[2] = info.num_classes, a[3] = info.float_labels;
   int64_t at = 4;
   for (const Shape* s : {&info.sample_shape, &info.label_shape}) {
+    if (int64_t(s->size()) > kMaxRank) throw RuntimeError("data description: a sample or label shape of rank > 4");
     a[at] = int64_t(s->size());
     for (size_t i = 0; i < s->size(); ++i) a[at + 1 + int64_t(i)] = (*s)[i];
     at += 1 + kMaxRank;

@@ -81,7 +81,7 @@ TwinCodes::TwinCodes(const Config& config, const Shape& data_shape, int64_t num_
   }
   codes_.resize(size_t(config.model.blocks));
   codes_.back() = torch::eye(num_classes);
-  load(torch::zeros({0}, torch::kFloat64));
+  compute_codes();
 }
 
 std::vector<torch::Tensor> TwinCodes::state_of(const torch::nn::Module& twin) const {
@@ -105,13 +105,18 @@ torch::Tensor TwinCodes::hosted_state(const std::vector<Block>& blocks) const {
 
 void TwinCodes::load(const torch::Tensor& state) {
   torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < twins_.size() && state.numel() > 0; ++k) {
+  for (size_t k = 0; k < twins_.size(); ++k) {
     int64_t at = offsets_[k];
     for (auto& t : state_of(*twins_[k])) {
       t.copy_(state.narrow(0, at, t.numel()).view(t.sizes()));
       at += t.numel();
     }
   }
+  compute_codes();
+}
+
+void TwinCodes::compute_codes() {
+  torch::NoGradGuard no_grad;
   for (int64_t k = int64_t(twins_.size()) - 1; k >= 0; --k) {
     twins_[size_t(k)]->eval();
     codes_[size_t(k)] = twins_[size_t(k)]->forward(codes_[size_t(k) + 1]);

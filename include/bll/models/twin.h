@@ -44,6 +44,7 @@ class TwinCodes {
 
  private:
   std::vector<torch::Tensor> state_of(const torch::nn::Module& twin) const;
+  void compute_codes();  // codes_[k] = twins_[k](codes_[k + 1]), from the labels down
   std::vector<torch::nn::Sequential> twins_;  // twins_[k] produces beta_k
   std::vector<int64_t> offsets_;              // start of twin k in the flat state; back() = size
   std::vector<torch::Tensor> codes_;          // codes_[k]: [classes, shape of alpha_k]; codes_[N-1] = one-hot
