@@ -204,6 +204,9 @@ Config resolve(const Entries& entries, const std::string& source) {
   if (c.data.dataset != "reversal" && c.data.dir.empty())
     throw ConfigError(source + ": missing required key 'data.dir' (data.dataset " + c.data.dataset +
                       " is read from files; scripts/get_data.sh " + c.data.dataset + " puts them in data/)");
+  if (c.runtime.transport == "nccl" && c.runtime.device != "cuda")
+    throw ConfigError(source + ": key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda "
+                      "(runtime.device is " + c.runtime.device + ")");
   if (!c.model.split.empty()) {
     if (int64_t(c.model.split.size()) != c.model.blocks)
       throw ConfigError(source + ": key 'model.split': has " + std::to_string(c.model.split.size()) +

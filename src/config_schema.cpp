@@ -142,6 +142,22 @@ std::vector<KeySpec> make_schema() {
         "blocks owned by each rank, in order, e.g. [1,3]; empty = as even as possible (earlier ranks take extras)",
         range(1, 1024)),
     row("runtime.save_params", &C::runtime, &RuntimeConfig::save_params, "true", "save each block's parameters in the run directory at the end"),
+    row("runtime.device", &C::runtime, &RuntimeConfig::device, "cpu",
+        "where each rank computes: cpu, or cuda (the GPU of its node-local rank, see runtime.ranks_per_gpu)",
+        one_of({"cpu", "cuda"})),
+    row("runtime.ranks_per_gpu", &C::runtime, &RuntimeConfig::ranks_per_gpu, "1",
+        "cuda: ranks of a node that share one GPU (node-local rank r uses GPU r / ranks_per_gpu)", range(1, 1024)),
+    row("runtime.transport", &C::runtime, &RuntimeConfig::transport, "mpi",
+        "how tensors move between ranks: mpi (GPU tensors staged through pinned host memory) or nccl (GPU to GPU)",
+        one_of({"mpi", "nccl"})),
+    row("runtime.precision", &C::runtime, &RuntimeConfig::precision, "fp32",
+        "arithmetic of the forward and local-loss computation: fp32, or bf16 (autocast; fp32 weights and optimizer state)",
+        one_of({"fp32", "bf16"})),
+    row("runtime.message_precision", &C::runtime, &RuntimeConfig::message_precision, "fp32",
+        "alpha messages between blocks: fp32, or bf16 (half the bytes; rounded at every span boundary)",
+        one_of({"fp32", "bf16"})),
+    row("runtime.deterministic", &C::runtime, &RuntimeConfig::deterministic, "false",
+        "cuda: deterministic kernels only (cuDNN, scatter-adds), so that reruns give equal parameters; slower"),
   };
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "bll/device.h"
 #include "bll/error.h"
 #include "bll/losses/local_loss.h"
 #include "bll/losses/reconstruction.h"
@@ -25,7 +26,7 @@ BlockStats BlockStats::from(const double* in) {
 
 BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin)
     : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)),
-      twin_(twin), reconstruct_(config.data.task == "autoencode") {
+      twin_(twin), reconstruct_(config.data.task == "autoencode"), bf16_(config.runtime.precision == "bf16") {
   for (auto& block : blocks_)
     if (block->has_twin() && !twin_)
       throw RuntimeError("block " + std::to_string(block->index()) + " has a twin feedback but no twin codes");
@@ -57,7 +58,7 @@ torch::Tensor per_token(const torch::Tensor& t, bool tokens) {
 }  // namespace
 
 torch::Tensor BlockLearner::prediction(Block& block, const torch::Tensor& alpha, const torch::Tensor& y) const {
-  const auto p = block->is_output() ? alpha : block->readout(alpha);
+  const auto p = (block->is_output() ? alpha : block->readout(alpha)).to(torch::kFloat32);
   return reconstruct_ ? p.view(y.sizes()) : p;
 }
 
@@ -99,14 +100,23 @@ void BlockLearner::score(const torch::Tensor& prediction, const torch::Tensor& y
 torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
                                        std::vector<BlockStats>& stats) {
   optimizer_->zero_grad();
+  // Gradient stop: this span's graph starts at its input.
+  torch::Tensor x = alpha_in.detach();
+  const torch::Tensor total = local_losses(x, y, stats);
+  total.backward();
+  optimizer_->step();
+  return x.detach();
+}
+
+torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& y, std::vector<BlockStats>& stats) {
   const auto& c = config_.loss;
   const bool tokens = y.dim() == 2;  // a class per token: every token is a sample of the loss
-  // Gradient stop: this span's graph starts at its input.
-  torch::Tensor x = alpha_in.detach(), total;
+  Autocast autocast(x.device(), bf16_);  // the forward and the local losses; the backward runs outside
+  torch::Tensor total;
   for (auto& block : blocks_) {
     block->train();
     BlockStats& s = stats[size_t(block->index())];
-    const auto alpha = block->forward(x);
+    const auto alpha = block->forward(x).to(torch::kFloat32);
     const auto pred = prediction(block, alpha, y);
     LocalLoss loss;
     if (block->is_output()) {
@@ -134,18 +144,17 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
     s.batches += 1;
     score(pred.detach(), y, s);
   }
-  total.backward();
-  optimizer_->step();
-  return x.detach();
+  return total;
 }
 
 torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
                                       std::vector<BlockStats>& stats) {
   torch::NoGradGuard no_grad;
   torch::Tensor x = alpha_in;
+  Autocast autocast(alpha_in.device(), bf16_);
   for (auto& block : blocks_) {
     block->eval();
-    x = block->forward(x);
+    x = block->forward(x).to(torch::kFloat32);
     score(prediction(block, x, y), y, stats[size_t(block->index())]);
   }
   return x;

@@ -8,10 +8,12 @@
 #include <vector>
 
 #include "bll/config.h"
+#include "bll/device.h"
 #include "bll/error.h"
 #include "bll/runtime.h"
 #include "bll/trainer.h"
 #include "bll/transport/mpi.h"
+#include "bll/transport/registry.h"
 
 namespace {
 
@@ -43,17 +45,19 @@ int run(int argc, char** argv, int rank, int world) {
 
   if (config.runtime.keep_freed_memory && !bll::keep_freed_memory() && rank == 0)
     std::fprintf(stderr, "bll-train: warning: glibc refused the malloc settings; training may be slower\n");
-  const int local = bll::local_ranks(MPI_COMM_WORLD);
-  const int threads = bll::configure_threads(config.runtime, local);
+  const bll::RankLocation where = bll::locate(MPI_COMM_WORLD);
+  const int threads = bll::configure_threads(config.runtime, where.local_ranks);
+  torch::Device device = torch::kCPU;
+  bll::on_every_rank(MPI_COMM_WORLD, [&] { device = bll::select_device(config.runtime, where); });
+  bll::prepare_device(config.runtime, device);
   if (rank == 0)
-    std::printf("bll-train: %d rank%s, %d on this node, %d intra-op thread%s each\n", world, world > 1 ? "s" : "",
-                local, threads, threads > 1 ? "s" : "");
+    std::printf("bll-train: %d rank%s, %d on this node, %d intra-op thread%s each, device %s\n", world,
+                world > 1 ? "s" : "", where.local_ranks, threads, threads > 1 ? "s" : "", device.str().c_str());
 
-  bll::MpiOptions mpi;
-  mpi.timeout_s = config.runtime.timeout_s;
-  mpi.poll_with_sleep = config.runtime.wait == "sleep";
-  auto transport = bll::make_mpi_transport(MPI_COMM_WORLD, mpi);
-  bll::run_training(config, *transport);
+  auto transport = bll::make_transport(config.runtime.transport, {MPI_COMM_WORLD, where, device, config.runtime});
+  bll::TrainOptions options;
+  options.device = device;
+  bll::run_training(config, *transport, options);
   return bll::kExitOk;
 }
 

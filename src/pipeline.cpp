@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 
+#include "bll/device.h"
 #include "bll/error.h"
 
 namespace bll {
@@ -37,9 +38,9 @@ void bound(std::deque<WorkPtr>& q, size_t limit, double& wait_s) {
 }  // namespace
 
 Pipeline::Pipeline(Transport& transport, const Placement& placement, std::vector<BlockLearner>& learners,
-                   std::vector<Shape> boundary_shapes, Shape label_shape, torch::Dtype label_dtype, int64_t in_flight)
+                   std::vector<Shape> boundary_shapes, Shape label_shape, torch::Dtype label_dtype, PipelineOptions options)
     : transport_(transport), placement_(placement), learners_(learners), shapes_(std::move(boundary_shapes)),
-      label_shape_(std::move(label_shape)), label_dtype_(label_dtype), in_flight_(in_flight) {}
+      label_shape_(std::move(label_shape)), label_dtype_(label_dtype), opt_(options) {}
 
 PhaseTiming Pipeline::train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
                             const ProgressFn& progress) {
@@ -62,7 +63,8 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
   const bool feeds = placement_.feeds_pipeline(rank), ends = placement_.ends_pipeline(rank);
   const int tag = training ? kTagTrain : kTagEval;
   const int64_t n = num_batches(n_samples, batch_size, training);
-  const size_t window = size_t(in_flight_);
+  const size_t window = size_t(opt_.in_flight);
+  const auto on_device = torch::TensorOptions().device(opt_.device);
   const Shape& in_shape = shapes_[size_t(placement_.first_block(rank))];
   const char* phase = training ? "train" : "eval";
   if (feeds && (!source || source->num_batches() != n))
@@ -80,11 +82,11 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
     const std::string id = std::string(phase) + " batch " + std::to_string(t);
     Shape y_shape{b};
     y_shape.insert(y_shape.end(), label_shape_.begin(), label_shape_.end());
-    auto y = torch::empty(y_shape, label_dtype_);
+    auto y = torch::empty(y_shape, on_device.dtype(label_dtype_));
     labels_in.push_back({y, transport_.ibroadcast(y, 0, "labels of " + id)});
     Shape shape{b};
     shape.insert(shape.end(), in_shape.begin(), in_shape.end());
-    auto x = torch::empty(shape, torch::kFloat32);
+    auto x = torch::empty(shape, on_device.dtype(opt_.message_dtype));
     alpha_in.push_back({x, transport_.irecv(x, rank - 1, tag, "alpha of " + id)});
   };
   for (int64_t t = 0; t < int64_t(window); ++t) post(t);
@@ -93,7 +95,7 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
     torch::Tensor x, y;
     if (feeds) {
       Batch batch = source->get(t);
-      x = batch.x, y = batch.y;
+      x = to_device(batch.x, opt_.device), y = to_device(batch.y, opt_.device);
       labels_out.push_back(transport_.ibroadcast(y, 0, std::string("labels of ") + phase + " batch " + std::to_string(t)));
       bound(labels_out, window, timing.wait_s);
     } else {
@@ -103,9 +105,13 @@ PhaseTiming Pipeline::stream(bool training, BatchSource* source, int64_t n_sampl
       alpha_in.pop_front();
       post(t + int64_t(window));
     }
-    for (auto& learner : learners_) {
+    for (size_t i = 0; i < learners_.size(); ++i) {
+      auto& learner = learners_[i];
       const auto step_start = Clock::now();
+      if (x.scalar_type() == torch::kBFloat16) x = x.to(torch::kFloat32);
       x = step(learner, x, y, stats);
+      // Messages are rounded to their precision at every span boundary, on one rank or across two.
+      if (i + 1 < learners_.size() || !ends) x = x.to(opt_.message_dtype);
       // A span's forward and backward run as one piece: its time is shared evenly by its blocks.
       const double share = since(step_start) / double(learner.blocks().size());
       for (auto& block : learner.blocks()) stats[size_t(block->index())].seconds += share;

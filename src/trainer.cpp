@@ -8,6 +8,7 @@
 
 #include "bll/data/dataset.h"
 #include "bll/data/loader.h"
+#include "bll/device.h"
 #include "bll/error.h"
 #include "bll/learner.h"
 #include "bll/pipeline.h"
@@ -205,12 +206,14 @@ void save_block(Block& block, const std::string& run_dir) {
 
 // The learners of this rank's blocks, one per span of loss.span blocks.
 std::vector<BlockLearner> make_learners(const Config& config, const Placement& placement, int rank,
-                                        const DataInfo& info, const TwinCodes* twin) {
+                                        const DataInfo& info, const TwinCodes* twin, torch::Device device) {
   std::vector<BlockLearner> learners;
   for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
     std::vector<Block> span;
-    do span.push_back(make_block(config, k, info.sample_shape, info.num_classes));
-    while (++k < placement.end_block(rank) && k % config.loss.span != 0);
+    do {
+      span.push_back(make_block(config, k, info.sample_shape, info.num_classes));
+      span.back()->to(device);  // before the optimizer sees its parameters
+    } while (++k < placement.end_block(rank) && k % config.loss.span != 0);
     learners.emplace_back(config, std::move(span), info.num_classes, twin);
   }
   return learners;
@@ -254,12 +257,20 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   // What: the learners of this rank's blocks, one per span of loss.span blocks; with twin
   // feedback, the snapshot of every twin that gives their inputs.
   std::optional<TwinCodes> twin;
-  if (config.loss.feedback == "twin") twin.emplace(config, info.sample_shape, info.num_classes);
-  std::vector<BlockLearner> learners = make_learners(config, placement, rank, info, twin ? &*twin : nullptr);
+  if (config.loss.feedback == "twin") {
+    twin.emplace(config, info.sample_shape, info.num_classes);
+    twin->to(options.device);
+  }
+  std::vector<BlockLearner> learners =
+      make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
 
   // When: the free-running pipeline.
+  PipelineOptions wire;
+  wire.in_flight = config.train.in_flight;
+  wire.device = options.device;
+  wire.message_dtype = message_dtype(config.runtime);
   Pipeline pipeline(t, placement, learners, shapes, info.label_shape,
-                    info.float_labels ? torch::kFloat32 : torch::kInt64, config.train.in_flight);
+                    info.float_labels ? torch::kFloat32 : torch::kInt64, wire);
 
   if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;

@@ -49,6 +49,15 @@ expect "truncated data file, 2 ranks" 3 "^bll-train: error: .*trunc/train-images
 expect "more ranks than blocks" 2 "model.blocks is 1 but the job has 2 ranks" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" model.blocks=1
 
+# Devices: a rank that asks for a GPU it does not have stops the job with one line, printed once.
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  expect "cuda without a GPU, 2 ranks" 4 "^bll-train: error: rank 0 on node .+: runtime.device is cuda, but this rank sees 0 GPUs" -- \
+    "$mpiexec" -np 2 "$train" "$work/ok.yaml" runtime.device=cuda
+  [ "$(grep -c 'bll-train: error' "$work/err")" -eq 1 ] || { failed=$((failed + 1)); echo "FAIL device error printed more than once"; }
+fi
+expect "nccl needs a GPU" 2 "key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda" -- \
+  "$train" "$work/ok.yaml" runtime.transport=nccl
+
 # A failure on one rank during training (divergence) ends every rank with that rank's message.
 expect "diverging training stops the job" 4 "^bll-train: error on rank [01]: block [0-3]: local loss is -?(nan|inf)" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" optim.name=sgd optim.lr=100 loss.pred_weight=1000 train.epochs=2

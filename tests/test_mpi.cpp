@@ -9,6 +9,7 @@
 #include "bll/trainer.h"
 #include "bll/transport/mpi.h"
 #include "fixtures.h"
+#include "identity.h"
 
 using namespace bll;
 using Catch::Matchers::Contains;
@@ -95,65 +96,16 @@ TEST_CASE("transport: a wait for a message that never comes times out and names 
 
 namespace {
 
-// Every rank sends its blocks' state to rank 0, which returns the largest difference from the
-// 1-rank reference (other ranks return 0).
-double worst_difference(Transport& t, const TrainResult& single, const TrainResult& multi, const Placement& placement) {
-  std::vector<WorkPtr> works;
-  std::map<int64_t, std::vector<torch::Tensor>> gathered;
-  if (t.rank() != 0) {
-    for (auto& [block, state] : multi.block_state)
-      for (auto& tensor : state) works.push_back(t.isend(tensor.contiguous(), 0, 40 + int(block), "state"));
-  } else {
-    for (const auto& [block, reference] : single.block_state) {
-      const int owner = placement.owner(block);
-      if (owner == 0) {
-        gathered[block] = multi.block_state.at(block);
-        continue;
-      }
-      for (const auto& ref : reference) {
-        gathered[block].push_back(torch::empty_like(ref));
-        works.push_back(t.irecv(gathered[block].back(), owner, 40 + int(block), "state"));
-      }
-    }
-  }
-  for (auto& w : works) w->wait();
-  double worst = 0;
-  if (t.rank() == 0)
-    for (const auto& [block, reference] : single.block_state) {
-      REQUIRE(gathered[block].size() == reference.size());
-      for (size_t i = 0; i < reference.size(); ++i) {
-        REQUIRE(gathered[block][i].sizes() == reference[i].sizes());
-        const auto diff = (gathered[block][i].to(torch::kFloat64) - reference[i].to(torch::kFloat64)).abs();
-        worst = std::max(worst, diff.max().item<double>());
-      }
-    }
-  return worst;
-}
-
 // Trains `config` on rank 0 alone (MPI_COMM_SELF, the same code path) and on every rank, and
 // checks that parameters, buffers and accuracies agree.
 void check_identity(Transport& t, Config config, const std::string& label) {
-  const auto base = test::temp_dir("identity-" + std::to_string(t.rank()));
-  TrainResult single;
+  const auto r = test::train_alone_and_together(t, [] { return make_mpi_transport(MPI_COMM_SELF); }, config, {false});
   if (t.rank() == 0) {
-    auto self = make_mpi_transport(MPI_COMM_SELF);
-    Config alone = config;
-    alone.runtime.run_dir = base + "/single";
-    alone.runtime.blocks_per_rank.clear();  // one rank holds every block
-    single = run_training(alone, *self, {false});
-    REQUIRE(int64_t(single.block_state.size()) == config.model.blocks);
+    INFO(label << " on " << t.size() << " ranks: max |difference| " << r.worst);
+    CHECK(r.worst <= 1e-6);
+    CHECK(r.multi.test_top1 == Approx(r.single.test_top1));
+    CHECK(r.multi.train_top1 == Approx(r.single.train_top1));
   }
-  config.runtime.run_dir = base + "/multi";
-  const auto multi = run_training(config, t, {false});
-  const Placement placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank, config.loss.span);
-  const double worst = worst_difference(t, single, multi, placement);
-  if (t.rank() == 0) {
-    INFO(label << " on " << t.size() << " ranks: max |difference| " << worst);
-    CHECK(worst <= 1e-6);
-    CHECK(multi.epochs.back().test_top1 == Approx(single.epochs.back().test_top1));
-    CHECK(multi.epochs.back().train_top1 == Approx(single.epochs.back().train_top1));
-  }
-  t.barrier();
 }
 
 }  // namespace
@@ -192,6 +144,8 @@ TEST_CASE("K ranks and 1 rank agree for every model and loss family and feedback
       // Twin feedback over 2 epochs: the twins' snapshot is exchanged at the epoch boundary.
       {"twin feedback", {"loss.feedback=twin", "train.epochs=2"}},
       {"twin feedback, resnet18", {"loss.feedback=twin", "model.type=resnet18", "model.width=4", "train.epochs=2"}},
+      // bf16: autocast on the CPU, messages rounded to bf16 at every span boundary.
+      {"bf16 arithmetic and messages", {"runtime.precision=bf16", "runtime.message_precision=bf16"}},
       {"twin feedback, transformer",
        {"loss.feedback=twin", "data.dataset=reversal", "model.type=transformer", "model.width=8", "train.epochs=2"}},
   };
@@ -227,4 +181,28 @@ TEST_CASE("more ranks than blocks is a configuration error on every rank") {
     CHECK(e.code() == kExitUsage);
     CHECK_THAT(e.what(), Contains("model.blocks is 1"));
   }
+}
+
+TEST_CASE("bf16 changes the arithmetic and messages, and the network still learns") {
+  auto t = world();
+  const auto data = shared_fixture(*t);
+  if (t->rank() == 0) {
+    auto self = make_mpi_transport(MPI_COMM_SELF);
+    const std::vector<std::string> common{"data.train_limit=500", "data.test_limit=250", "train.epochs=2"};
+    auto run = [&](std::vector<std::string> keys) {
+      keys.insert(keys.end(), common.begin(), common.end());
+      auto c = parse_config(test::small_config_yaml(data, test::temp_dir("bf16") + "/run"), "test", keys);
+      return run_training(c, *self, {false});
+    };
+    const auto fp32 = run({});
+    const auto bf16 = run({"runtime.precision=bf16", "runtime.message_precision=bf16"});
+    double moved = 0;
+    for (const auto& [block, state] : fp32.block_state)
+      for (size_t i = 0; i < state.size(); ++i)
+        moved = std::max(moved, (state[i] - bf16.block_state.at(block)[i]).abs().max().item<double>());
+    CHECK(moved > 0);  // the keys reach the arithmetic
+    CHECK(bf16.epochs.back().test_top1 > 50.0);
+    CHECK(std::abs(bf16.epochs.back().test_top1 - fp32.epochs.back().test_top1) < 15.0);
+  }
+  t->barrier();
 }

@@ -57,6 +57,9 @@ class BlockLearner {
 
  private:
   bool closed_form_feedback(const Block& block) const;
+  // The forward of the span from x (replaced by the span's output) and the sum of its blocks'
+  // local losses; records each block's losses and scores in stats.
+  torch::Tensor local_losses(torch::Tensor& x, const torch::Tensor& y, std::vector<BlockStats>& stats);
   // A block's prediction of the target: the output block's alpha or a hidden block's readout
   // (shaped like y when reconstructing); its predictive loss (cross-entropy or S15); the
   // feedback message from the labels or target; and the accuracy or S15-S17 sums it adds.
@@ -71,6 +74,7 @@ class BlockLearner {
   std::unique_ptr<Family> family_;
   const TwinCodes* twin_;
   bool reconstruct_;  // data.task autoencode: targets are images
+  bool bf16_;         // runtime.precision bf16: forward and local loss under autocast
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   double m_ = 1.0, lr_ = 0.0;
 };

@@ -26,6 +26,12 @@ struct PhaseTiming {
   int64_t batches = 0;
 };
 
+struct PipelineOptions {
+  int64_t in_flight = 2;                          // batches a rank may run ahead of the next
+  torch::Device device = torch::kCPU;             // where this rank's tensors live
+  torch::Dtype message_dtype = torch::kFloat32;   // alpha between spans (bf16 halves the bytes)
+};
+
 // Called on the feeding rank after each batch it has pushed: (batches done, batches total).
 using ProgressFn = std::function<void(int64_t, int64_t)>;
 
@@ -35,7 +41,7 @@ class Pipeline {
   // shape of block k (from block_boundary_shapes); `label_shape` the per-sample shape of the labels
   // ({} for a class per sample, {T} for a class per token, an image for reconstruction) and type.
   Pipeline(Transport& transport, const Placement& placement, std::vector<BlockLearner>& learners,
-           std::vector<Shape> boundary_shapes, Shape label_shape, torch::Dtype label_dtype, int64_t in_flight);
+           std::vector<Shape> boundary_shapes, Shape label_shape, torch::Dtype label_dtype, PipelineOptions options);
 
   // One training epoch over n_samples (full batches only). `source` is used on rank 0 only.
   PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
@@ -56,7 +62,7 @@ class Pipeline {
   std::vector<Shape> shapes_;
   Shape label_shape_;
   torch::Dtype label_dtype_;
-  int64_t in_flight_;
+  PipelineOptions opt_;
 };
 
 }  // namespace bll

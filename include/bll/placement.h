@@ -2,9 +2,18 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace bll {
+
+// Where a rank runs, for choosing its GPU and for messages.
+struct RankLocation {
+  int rank = 0;
+  int local_rank = 0;   // rank among the ranks on its node
+  int local_ranks = 1;  // ranks on its node
+  std::string node;     // host name
+};
 
 class Placement {
  public:

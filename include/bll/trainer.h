@@ -21,7 +21,8 @@ struct TrainResult {
 };
 
 struct TrainOptions {
-  bool print = true;  // rank 0 prints progress and epoch lines
+  bool print = true;                    // rank 0 prints progress and epoch lines
+  torch::Device device = torch::kCPU;   // where this rank's blocks and messages live (bll/device.h)
 };
 
 // The run directory a configuration resolves to: runtime.run_dir, else runs/<config file stem>.

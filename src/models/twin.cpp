@@ -80,7 +80,7 @@ TwinCodes::TwinCodes(const Config& config, const Shape& data_shape, int64_t num_
     offsets_.push_back(offsets_.back() + n);
   }
   codes_.resize(size_t(config.model.blocks));
-  codes_.back() = torch::eye(num_classes);
+  one_hot_ = torch::eye(num_classes);
   compute_codes();
 }
 
@@ -117,10 +117,18 @@ void TwinCodes::load(const torch::Tensor& state) {
 
 void TwinCodes::compute_codes() {
   torch::NoGradGuard no_grad;
+  torch::Tensor code = one_hot_;
+  codes_.back() = code.to(device_);
   for (int64_t k = int64_t(twins_.size()) - 1; k >= 0; --k) {
     twins_[size_t(k)]->eval();
-    codes_[size_t(k)] = twins_[size_t(k)]->forward(codes_[size_t(k) + 1]);
+    code = twins_[size_t(k)]->forward(code);
+    codes_[size_t(k)] = code.to(device_);
   }
+}
+
+void TwinCodes::to(torch::Device device) {
+  device_ = device;
+  for (auto& c : codes_) c = c.to(device_);
 }
 
 torch::Tensor TwinCodes::input(int64_t k, const torch::Tensor& y) const {

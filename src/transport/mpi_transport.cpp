@@ -22,16 +22,30 @@ MPI_Datatype mpi_type(const torch::Tensor& t) {
   }
 }
 
-void require_cpu_contiguous(const torch::Tensor& t, const std::string& what) {
-  if (!t.device().is_cpu()) throw RuntimeError("mpi transport: " + what + ": tensor is not on the CPU");
+void require_contiguous(const torch::Tensor& t, const std::string& what) {
   if (!t.is_contiguous()) throw RuntimeError("mpi transport: " + what + ": tensor is not contiguous");
   if (t.numel() > std::numeric_limits<int>::max()) throw RuntimeError("mpi transport: " + what + ": tensor too large");
 }
 
+// MPI moves host memory. A GPU tensor travels through a pinned host copy: `outgoing` gives what
+// to send (the tensor itself, or its host copy), `incoming` the buffer to receive into.
+torch::Tensor outgoing(const torch::Tensor& t) {
+  if (t.device().is_cpu()) return t;
+  auto host = torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(true));
+  host.copy_(t);  // waits for the kernels that produce t
+  return host;
+}
+
+torch::Tensor incoming(const torch::Tensor& t) {
+  return t.device().is_cpu() ? t : torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(true));
+}
+
 class MpiWork : public Work {
  public:
-  MpiWork(MPI_Request req, torch::Tensor keep, std::string what, const MpiOptions& opt)
-      : req_(req), keep_(std::move(keep)), what_(std::move(what)), opt_(opt) {}
+  // `keep`: the host buffer MPI reads or writes; `target`: where a received GPU tensor goes once
+  // the message is in (undefined when MPI writes the target itself).
+  MpiWork(MPI_Request req, torch::Tensor keep, std::string what, const MpiOptions& opt, torch::Tensor target = {})
+      : req_(req), keep_(std::move(keep)), target_(std::move(target)), what_(std::move(what)), opt_(opt) {}
   ~MpiWork() override {
     // Dropped before completion (only on the way to an abort): MPI may still write into the
     // buffer, so keep it alive rather than free memory under MPI.
@@ -42,6 +56,10 @@ class MpiWork : public Work {
     if (req_ == MPI_REQUEST_NULL) return true;
     int done = 0;
     BLL_MPI_CHECK(MPI_Test(&req_, &done, MPI_STATUS_IGNORE));
+    if (done && target_.defined()) {
+      target_.copy_(keep_, /*non_blocking=*/true);  // ordered before the kernels that read it
+      target_ = torch::Tensor();
+    }
     return done != 0;
   }
 
@@ -64,7 +82,7 @@ class MpiWork : public Work {
 
  private:
   MPI_Request req_;
-  torch::Tensor keep_;
+  torch::Tensor keep_, target_;
   std::string what_;
   MpiOptions opt_;
 };
@@ -81,29 +99,36 @@ class MpiTransport : public Transport {
   std::string name() const override { return "mpi"; }
 
   WorkPtr isend(const torch::Tensor& t, int dst, int tag, const std::string& what) override {
-    require_cpu_contiguous(t, what);
+    require_contiguous(t, what);
+    auto host = outgoing(t);
     MPI_Request req;
-    BLL_MPI_CHECK(MPI_Isend(t.data_ptr(), int(t.numel()), mpi_type(t), dst, tag, comm_, &req));
-    return std::make_unique<MpiWork>(req, t, "send of " + what + " to rank " + std::to_string(dst), opt_);
+    BLL_MPI_CHECK(MPI_Isend(host.data_ptr(), int(t.numel()), mpi_type(t), dst, tag, comm_, &req));
+    return std::make_unique<MpiWork>(req, host, "send of " + what + " to rank " + std::to_string(dst), opt_);
   }
 
   WorkPtr irecv(const torch::Tensor& t, int src, int tag, const std::string& what) override {
-    require_cpu_contiguous(t, what);
+    require_contiguous(t, what);
+    auto host = incoming(t);
     MPI_Request req;
-    BLL_MPI_CHECK(MPI_Irecv(t.data_ptr(), int(t.numel()), mpi_type(t), src, tag, comm_, &req));
-    return std::make_unique<MpiWork>(req, t, what + " from rank " + std::to_string(src), opt_);
+    BLL_MPI_CHECK(MPI_Irecv(host.data_ptr(), int(t.numel()), mpi_type(t), src, tag, comm_, &req));
+    return std::make_unique<MpiWork>(req, host, what + " from rank " + std::to_string(src), opt_,
+                                     host.is_same(t) ? torch::Tensor() : t);
   }
 
   WorkPtr ibroadcast(const torch::Tensor& t, int root, const std::string& what) override {
-    require_cpu_contiguous(t, what);
+    require_contiguous(t, what);
+    auto host = rank_ == root ? outgoing(t) : incoming(t);
     MPI_Request req;
-    BLL_MPI_CHECK(MPI_Ibcast(t.data_ptr(), int(t.numel()), mpi_type(t), root, comm_, &req));
-    return std::make_unique<MpiWork>(req, t, "broadcast of " + what + " from rank " + std::to_string(root), opt_);
+    BLL_MPI_CHECK(MPI_Ibcast(host.data_ptr(), int(t.numel()), mpi_type(t), root, comm_, &req));
+    return std::make_unique<MpiWork>(req, host, "broadcast of " + what + " from rank " + std::to_string(root), opt_,
+                                     host.is_same(t) || rank_ == root ? torch::Tensor() : t);
   }
 
   void allreduce_sum(const torch::Tensor& t) override {
-    require_cpu_contiguous(t, "allreduce");
-    BLL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), int(t.numel()), mpi_type(t), MPI_SUM, comm_));
+    require_contiguous(t, "allreduce");
+    auto host = outgoing(t);
+    BLL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), int(t.numel()), mpi_type(t), MPI_SUM, comm_));
+    if (!host.is_same(t)) t.copy_(host);
   }
 
   void broadcast_string(std::string& s, int root) override {
@@ -127,13 +152,41 @@ std::unique_ptr<Transport> make_mpi_transport(MPI_Comm comm, MpiOptions options)
   return std::make_unique<MpiTransport>(comm, options);
 }
 
-int local_ranks(MPI_Comm comm) {
+RankLocation locate(MPI_Comm comm) {
+  RankLocation where;
+  BLL_MPI_CHECK(MPI_Comm_rank(comm, &where.rank));
   MPI_Comm node;
-  BLL_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int n = 1;
-  BLL_MPI_CHECK(MPI_Comm_size(node, &n));
+  BLL_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, where.rank, MPI_INFO_NULL, &node));
+  BLL_MPI_CHECK(MPI_Comm_rank(node, &where.local_rank));
+  BLL_MPI_CHECK(MPI_Comm_size(node, &where.local_ranks));
   BLL_MPI_CHECK(MPI_Comm_free(&node));
-  return n;
+  char name[MPI_MAX_PROCESSOR_NAME];
+  int len = 0;
+  BLL_MPI_CHECK(MPI_Get_processor_name(name, &len));
+  where.node.assign(name, size_t(len));
+  return where;
+}
+
+void on_every_rank(MPI_Comm comm, const std::function<void()>& step) {
+  int rank = 0, size = 1;
+  BLL_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  BLL_MPI_CHECK(MPI_Comm_size(comm, &size));
+  std::string message;
+  int code = kExitOk;
+  try {
+    step();
+  } catch (const Error& e) {
+    message = e.what(), code = e.code();
+  }
+  int first = code == kExitOk ? size : rank, failed = size;
+  BLL_MPI_CHECK(MPI_Allreduce(&first, &failed, 1, MPI_INT, MPI_MIN, comm));
+  if (failed == size) return;
+  BLL_MPI_CHECK(MPI_Bcast(&code, 1, MPI_INT, failed, comm));
+  int64_t n = int64_t(message.size());
+  BLL_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, failed, comm));
+  message.resize(size_t(n));
+  if (n > 0) BLL_MPI_CHECK(MPI_Bcast(message.data(), int(n), MPI_CHAR, failed, comm));
+  throw AgreedError(ExitCode(code), message, rank == failed);
 }
 
 }  // namespace bll

@@ -39,6 +39,9 @@ class TwinCodes {
   // Loads all twins from a summed state and recomputes every block's codes.
   void load(const torch::Tensor& state);
 
+  // Keeps the codes on `device` (the snapshot itself stays on the CPU).
+  void to(torch::Device device);
+
   // The input of block k's twin for labels y: the code of block k+1 for each label ([B] or [B, T]).
   torch::Tensor input(int64_t k, const torch::Tensor& y) const;
 
@@ -48,6 +51,8 @@ class TwinCodes {
   std::vector<torch::nn::Sequential> twins_;  // twins_[k] produces beta_k
   std::vector<int64_t> offsets_;              // start of twin k in the flat state; back() = size
   std::vector<torch::Tensor> codes_;          // codes_[k]: [classes, shape of alpha_k]; codes_[N-1] = one-hot
+  torch::Tensor one_hot_;                     // [classes, classes], on the CPU
+  torch::Device device_ = torch::kCPU;        // where codes_ live
 };
 
 }  // namespace bll

@@ -1,0 +1,47 @@
+// Where a rank computes and with what arithmetic: the device of its node-local rank, bf16
+// autocast, and host-to-device staging of input batches. Code that needs raw CUDA lives in the
+// transports; this file uses only the libtorch API, so it builds against a CPU-only libtorch.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "bll/config.h"
+#include "bll/placement.h"
+
+namespace bll {
+
+// The device runtime.device asks for: cpu, or GPU local_rank / runtime.ranks_per_gpu. Throws
+// RuntimeError with one line naming the rank, the node and how many GPUs it sees when it has
+// no such GPU.
+torch::Device select_device(const RuntimeConfig& config, const RankLocation& where);
+
+// Process-wide settings for `device`: runtime.deterministic (cuDNN and scatter-adds).
+void prepare_device(const RuntimeConfig& config, torch::Device device);
+
+// True where this libtorch was built with CUDA (whether or not a GPU is visible).
+bool torch_has_cuda();
+
+// While alive, ops on `device` run under autocast to bf16 (matrix products and convolutions in
+// bf16, reductions and losses in fp32); weights stay fp32. A no-op when not enabled.
+class Autocast {
+ public:
+  Autocast(torch::Device device, bool enabled);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  bool enabled_;
+  torch::DeviceType type_;
+  bool previous_ = false;
+};
+
+// A CPU tensor on `device`: copied through pinned memory, asynchronously to the host.
+torch::Tensor to_device(const torch::Tensor& t, torch::Device device);
+
+// The dtype alpha travels in between spans (runtime.message_precision).
+torch::Dtype message_dtype(const RuntimeConfig& config);
+
+}  // namespace bll

@@ -1,0 +1,89 @@
+#include "bll/device.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include "bll/error.h"
+
+// The autocast API took a device type in libtorch 2.4; before that it had one switch per device.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define BLL_AUTOCAST_BY_DEVICE_TYPE 1
+#endif
+
+namespace bll {
+
+bool torch_has_cuda() {
+#ifdef BLL_TORCH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+torch::Device select_device(const RuntimeConfig& config, const RankLocation& where) {
+  if (config.device == "cpu") return torch::kCPU;
+  const int64_t visible = int64_t(torch::cuda::device_count());
+  const int64_t gpu = where.local_rank / config.ranks_per_gpu;
+  if (gpu < visible) return torch::Device(torch::kCUDA, torch::DeviceIndex(gpu));
+  std::string why = "rank " + std::to_string(where.rank) + " on node " + where.node +
+                    ": runtime.device is cuda, but this rank sees " + std::to_string(visible) + " GPU" +
+                    (visible == 1 ? "" : "s");
+  if (!torch_has_cuda()) why += " (this bll is built with a libtorch without CUDA; see scripts/build_cuda.sh)";
+  else if (visible > 0)
+    why += " and needs GPU " + std::to_string(gpu) + " (node-local rank " + std::to_string(where.local_rank) +
+           ", runtime.ranks_per_gpu " + std::to_string(config.ranks_per_gpu) + "; raise it to share GPUs)";
+  throw RuntimeError(why);
+}
+
+void prepare_device(const RuntimeConfig& config, torch::Device device) {
+  if (!device.is_cuda()) return;
+  auto& ctx = at::globalContext();
+  ctx.setBenchmarkCuDNN(!config.deterministic);
+  ctx.setDeterministicCuDNN(config.deterministic);
+  // warn_only: an op with no deterministic kernel warns instead of stopping the run.
+  ctx.setDeterministicAlgorithms(config.deterministic, /*warn_only=*/true);
+}
+
+Autocast::Autocast(torch::Device device, bool enabled) : enabled_(enabled), type_(device.type()) {
+  if (!enabled_) return;
+#ifdef BLL_AUTOCAST_BY_DEVICE_TYPE
+  previous_ = at::autocast::is_autocast_enabled(type_);
+  at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+  at::autocast::set_autocast_enabled(type_, true);
+#else
+  if (type_ == torch::kCUDA) {
+    previous_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    previous_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+#endif
+  at::autocast::increment_nesting();
+}
+
+Autocast::~Autocast() {
+  if (!enabled_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();  // the bf16 copies of weights
+#ifdef BLL_AUTOCAST_BY_DEVICE_TYPE
+  at::autocast::set_autocast_enabled(type_, previous_);
+#else
+  if (type_ == torch::kCUDA) at::autocast::set_enabled(previous_);
+  else at::autocast::set_cpu_enabled(previous_);
+#endif
+}
+
+torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
+  if (t.device() == device) return t;
+  if (!device.is_cuda()) return t.to(device);
+  // The pinned copy stays reserved by torch's host allocator until the transfer has completed.
+  return t.pin_memory().to(device, /*non_blocking=*/true);
+}
+
+torch::Dtype message_dtype(const RuntimeConfig& config) {
+  return config.message_precision == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+}
+
+}  // namespace bll

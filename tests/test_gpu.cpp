@@ -1,0 +1,169 @@
+// The GPU suite: registered when bll is built with a CUDA libtorch and NCCL, run under mpirun
+// with 1 and 2 ranks. Ranks of a node share its GPUs when there are fewer GPUs than ranks; the
+// NCCL transport is then tested only where NCCL allows two ranks on one GPU (2.30 and later,
+// with NCCL_MULTI_RANK_GPU_ENABLE=1).
+#include <catch2/catch.hpp>
+
+#include <mpi.h>
+
+#include <cstdlib>
+
+#include "bll/config.h"
+#include "bll/device.h"
+#include "bll/trainer.h"
+#include "bll/transport/mpi.h"
+#include "bll/transport/nccl.h"
+#include "bll/transport/registry.h"
+#include "fixtures.h"
+#include "identity.h"
+
+using namespace bll;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// A configuration on the GPU with `transport`; the ranks of a node share GPUs as they must.
+Config gpu_config(const std::string& data, const std::string& transport, const std::vector<std::string>& extra = {}) {
+  const RankLocation where = locate(MPI_COMM_WORLD);
+  const int64_t gpus = std::max<int64_t>(1, torch::cuda::device_count());
+  const int64_t share = (where.local_ranks + gpus - 1) / gpus;
+  std::vector<std::string> keys{"runtime.device=cuda", "runtime.transport=" + transport,
+                                "runtime.ranks_per_gpu=" + std::to_string(share), "runtime.deterministic=true",
+                                "data.train_limit=500", "data.test_limit=250", "train.epochs=1"};
+  keys.insert(keys.end(), extra.begin(), extra.end());
+  return parse_config(test::small_config_yaml(data, ""), "test", keys);
+}
+
+std::unique_ptr<Transport> open(const Config& c, MPI_Comm comm = MPI_COMM_WORLD) {
+  RankLocation where = locate(comm);
+  const RankLocation world = locate(MPI_COMM_WORLD);
+  where.local_rank = world.local_rank, where.local_ranks = world.local_ranks;  // the GPU of this rank
+  const torch::Device device = select_device(c.runtime, where);
+  prepare_device(c.runtime, device);
+  return make_transport(c.runtime.transport, {comm, where, device, c.runtime});
+}
+
+torch::Device device_of(const Config& c) {
+  return select_device(c.runtime, locate(MPI_COMM_WORLD));
+}
+
+// Transports to test here: mpi always; nccl where NCCL can run this many ranks on these GPUs.
+std::vector<std::string> transports() {
+  const RankLocation where = locate(MPI_COMM_WORLD);
+  const bool shared = where.local_ranks > torch::cuda::device_count();
+  const char* opt_in = std::getenv("NCCL_MULTI_RANK_GPU_ENABLE");
+  const std::string v = nccl_version();
+  const bool multi_rank_gpu = (v.rfind("2.", 0) != 0 || std::stoi(v.substr(2)) >= 30) && opt_in && opt_in == std::string("1");
+  if (shared && !multi_rank_gpu) {
+    if (where.rank == 0) WARN("NCCL " << v << " cannot put " << where.local_ranks << " ranks on "
+                                      << torch::cuda::device_count() << " GPU(s): nccl cases skipped");
+    return {"mpi"};
+  }
+  return {"mpi", "nccl"};
+}
+
+std::string shared_fixture() {
+  std::string dir;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    dir = test::temp_dir("gpu-data");
+    test::write_idx_dataset(dir, 512, 256, 5);
+  }
+  int64_t n = int64_t(dir.size());
+  MPI_Bcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  dir.resize(size_t(n));
+  MPI_Bcast(dir.data(), int(n), MPI_CHAR, 0, MPI_COMM_WORLD);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("gpu: alpha and labels of every dtype make the round trip on every transport") {
+  for (const auto& name : transports()) {
+    const Config c = gpu_config("/unused", name);
+    auto t = open(c);
+    const auto dev = device_of(c);
+    const int r = t->rank(), k = t->size();
+    for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16, torch::kFloat64, torch::kInt64,
+                       torch::kInt32, torch::kUInt8}) {
+      INFO(name << " transport, dtype " << c10::toString(dtype));
+      const auto on = torch::TensorOptions().device(dev).dtype(dtype);
+      // Point to point along the pipeline: rank r sends an alpha-like [B, C, H, W] to r + 1.
+      std::vector<WorkPtr> works;
+      auto in = torch::empty({8, 4, 7, 7}, on);
+      if (r + 1 < k) works.push_back(t->isend(torch::full({8, 4, 7, 7}, r + 1, on), r + 1, 3, "alpha"));
+      if (r > 0) works.push_back(t->irecv(in, r - 1, 3, "alpha"));
+      for (auto& w : works) w->wait();
+      if (r > 0) CHECK(in.eq(torch::full({8, 4, 7, 7}, r, on)).all().item<bool>());
+      // Labels from rank 0 to every rank.
+      auto labels = r == 0 ? torch::arange(100, on).remainder(10) : torch::zeros({100}, on);
+      t->ibroadcast(labels, 0, "labels")->wait();
+      CHECK(torch::equal(labels.cpu(), torch::arange(100, on.device(torch::kCPU)).remainder(10)));
+    }
+    auto sum = torch::full({5}, double(r + 1), torch::TensorOptions().device(dev).dtype(torch::kFloat64));
+    t->allreduce_sum(sum);
+    CHECK(sum[0].item<double>() == Approx(k * (k + 1) / 2.0));
+    t->barrier();
+  }
+}
+
+TEST_CASE("gpu: K ranks and 1 rank train to the same parameters on the GPU") {
+  const auto data = shared_fixture();
+  for (const auto& name : transports()) {
+    for (const auto& precision : {"fp32", "bf16"}) {
+      const Config c = gpu_config(data, name, {std::string("runtime.precision=") + precision});
+      auto t = open(c);
+      TrainOptions options{false, device_of(c)};
+      const auto r = test::train_alone_and_together(*t, [&] { return open(c, MPI_COMM_SELF); }, c, options);
+      if (t->rank() == 0) {
+        INFO(name << " transport, " << precision << ", " << t->size() << " ranks: max |difference| " << r.worst
+                  << ", test top-1 " << r.multi.test_top1);
+        CHECK(r.worst <= 1e-6);
+        CHECK(r.multi.test_top1 == Approx(r.single.test_top1));
+        CHECK(r.multi.test_top1 > 50.0);
+      }
+    }
+  }
+}
+
+TEST_CASE("gpu: the GPU run learns what the CPU run learns") {
+  const auto data = shared_fixture();
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    auto self = make_mpi_transport(MPI_COMM_SELF);
+    auto cpu = parse_config(test::small_config_yaml(data, test::temp_dir("cpu-run") + "/run"), "test",
+                            {"data.train_limit=500", "data.test_limit=250", "train.epochs=2"});
+    auto gpu = cpu;
+    gpu.runtime.device = "cuda";
+    gpu.runtime.run_dir = test::temp_dir("gpu-run") + "/run";
+    const auto on_cpu = run_training(cpu, *self, {false});
+    const auto on_gpu = run_training(gpu, *self, {false, torch::Device(torch::kCUDA, 0)});
+    INFO("test top-1: cpu " << on_cpu.epochs.back().test_top1 << ", gpu " << on_gpu.epochs.back().test_top1);
+    CHECK(std::abs(on_cpu.epochs.back().test_top1 - on_gpu.epochs.back().test_top1) < 5.0);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST_CASE("gpu: a wait for a message that never comes times out and names the peer") {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size < 2) return;
+  for (const auto& name : transports()) {
+    const Config c = gpu_config("/unused", name, {"runtime.timeout_s=1"});
+    auto t = open(c);
+    const int r = t->rank();
+    if (r < 2) {  // ranks 0 and 1 each wait for the other, which never sends
+      const int peer = 1 - r;
+      auto buf = torch::empty({16}, torch::TensorOptions().device(device_of(c)));
+      auto w = t->irecv(buf, peer, 5, "silence");
+      CHECK_THROWS_WITH(w->wait(), Contains("timed out") && Contains("silence from rank " + std::to_string(peer)));
+      if (name == "mpi") {  // complete the abandoned receive so that MPI can finalize
+        t->isend(torch::zeros({16}, torch::TensorOptions().device(device_of(c))), peer, 5, "late")->wait();
+        w->wait();
+      }
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
