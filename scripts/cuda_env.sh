@@ -24,3 +24,4 @@ if [ -n "${BLL_DEPS_PREFIX:-}" ]; then
   export LD_LIBRARY_PATH="$d/usr/lib/x86_64-linux-gnu:$d/usr/lib/x86_64-linux-gnu/openmpi/lib:$LD_LIBRARY_PATH"
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export PMIX_MCA_pcompress_base_silence_warning=1

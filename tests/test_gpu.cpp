@@ -22,9 +22,16 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+// This rank's place in the world, found once: locate() is collective over the communicator,
+// and the helpers below also run on rank 0 alone (for the 1-rank reference run).
+const RankLocation& world_location() {
+  static const RankLocation where = locate(MPI_COMM_WORLD);
+  return where;
+}
+
 // A configuration on the GPU with `transport`; the ranks of a node share GPUs as they must.
 Config gpu_config(const std::string& data, const std::string& transport, const std::vector<std::string>& extra = {}) {
-  const RankLocation where = locate(MPI_COMM_WORLD);
+  const RankLocation& where = world_location();
   const int64_t gpus = std::max<int64_t>(1, torch::cuda::device_count());
   const int64_t share = (where.local_ranks + gpus - 1) / gpus;
   std::vector<std::string> keys{"runtime.device=cuda", "runtime.transport=" + transport,
@@ -36,7 +43,7 @@ Config gpu_config(const std::string& data, const std::string& transport, const s
 
 std::unique_ptr<Transport> open(const Config& c, MPI_Comm comm = MPI_COMM_WORLD) {
   RankLocation where = locate(comm);
-  const RankLocation world = locate(MPI_COMM_WORLD);
+  const RankLocation& world = world_location();
   where.local_rank = world.local_rank, where.local_ranks = world.local_ranks;  // the GPU of this rank
   const torch::Device device = select_device(c.runtime, where);
   prepare_device(c.runtime, device);
@@ -44,12 +51,12 @@ std::unique_ptr<Transport> open(const Config& c, MPI_Comm comm = MPI_COMM_WORLD)
 }
 
 torch::Device device_of(const Config& c) {
-  return select_device(c.runtime, locate(MPI_COMM_WORLD));
+  return select_device(c.runtime, world_location());
 }
 
 // Transports to test here: mpi always; nccl where NCCL can run this many ranks on these GPUs.
 std::vector<std::string> transports() {
-  const RankLocation where = locate(MPI_COMM_WORLD);
+  const RankLocation& where = world_location();
   const bool shared = where.local_ranks > torch::cuda::device_count();
   const char* opt_in = std::getenv("NCCL_MULTI_RANK_GPU_ENABLE");
   const std::string v = nccl_version();
