@@ -95,13 +95,14 @@ class NcclTransport : public Transport {
   }
 
   ~NcclTransport() override {
-    for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
-      if (s) {
-        if (!aborted_) cudaStreamSynchronize(s);
-        cudaStreamDestroy(s);
-      }
+    // The communicators go first: NCCL may still refer to the streams they last ran on.
+    if (!aborted_)
+      for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
+        if (s) cudaStreamSynchronize(s);
     for (ncclComm_t c : {next_, prev_, world_})
-      if (c) aborted_ ? (void)0 : (void)ncclCommDestroy(c);
+      if (c && !aborted_) ncclCommDestroy(c);
+    for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
+      if (s) cudaStreamDestroy(s);
   }
 
   int rank() const override { return rank_; }
