@@ -41,6 +41,7 @@ std::string to_json_line(const EpochRecord& r) {
   j["block_pred"] = r.block_pred;
   j["block_train_seconds"] = r.block_train_seconds;
   j["rank_wait_seconds"] = r.rank_wait_seconds;
+  j["rank_max_ahead"] = r.rank_max_ahead;
   return j.dump();
 }
 

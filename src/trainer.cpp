@@ -11,7 +11,7 @@
 #include "bll/device.h"
 #include "bll/error.h"
 #include "bll/learner.h"
-#include "bll/pipeline.h"
+#include "bll/schedules/schedule.h"
 #include "bll/placement.h"
 #include "bll/models/model.h"
 #include "bll/models/twin.h"
@@ -116,7 +116,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
                          const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
                          int64_t trained_samples, const BlockLearner& any_learner, bool recon) {
   const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
-  auto buf = torch::zeros({2 * nb * F + 3 * K}, torch::kFloat64);
+  auto buf = torch::zeros({2 * nb * F + 4 * K}, torch::kFloat64);
   double* p = buf.data_ptr<double>();
   for (int64_t k = 0; k < nb; ++k) {
     train[size_t(k)].to(p + k * F);
@@ -126,6 +126,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
   timing[t.rank()] = tt.seconds;
   timing[K + t.rank()] = tt.wait_s;
   timing[2 * K + t.rank()] = et.seconds;
+  timing[3 * K + t.rank()] = double(tt.max_ahead);
   t.allreduce_sum(buf);
 
   EpochRecord r;
@@ -156,6 +157,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
   for (int64_t k = 0; k < K; ++k) {
     r.train_seconds = std::max(r.train_seconds, timing[k]);
     r.rank_wait_seconds.push_back(timing[K + k]);
+    r.rank_max_ahead.push_back(int64_t(timing[3 * K + k]));
     r.eval_seconds = std::max(r.eval_seconds, timing[2 * K + k]);
   }
   r.seconds = r.train_seconds + r.eval_seconds;
@@ -264,13 +266,14 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   std::vector<BlockLearner> learners =
       make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
 
-  // When: the free-running pipeline.
-  PipelineOptions wire;
+  // When: BLL's free-running pipeline.
+  ScheduleOptions wire;
   wire.in_flight = config.train.in_flight;
   wire.device = options.device;
   wire.message_dtype = message_dtype(config.runtime);
-  Pipeline pipeline(t, placement, learners, shapes, info.label_shape,
-                    info.float_labels ? torch::kFloat32 : torch::kInt64, wire);
+  wire.before_step = options.before_step;
+  auto schedule = make_schedule("stream", {t, placement, learners, shapes, info.label_shape,
+                                           info.float_labels ? torch::kFloat32 : torch::kInt64, wire});
 
   if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;
@@ -294,10 +297,10 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       bar.update(done, total, label, s > 0 ? double(done * config.train.batch_size) / s : 0.0);
     };
-    const PhaseTiming tt = pipeline.train(data.train ? &*data.train : nullptr, info.n_train,
+    const PhaseTiming tt = schedule->train(data.train ? &*data.train : nullptr, info.n_train,
                                           config.train.batch_size, train_stats, progress);
     bar.clear();
-    const PhaseTiming et = pipeline.eval(data.test ? &*data.test : nullptr, info.n_test, config.train.batch_size,
+    const PhaseTiming et = schedule->eval(data.test ? &*data.test : nullptr, info.n_test, config.train.batch_size,
                                          test_stats);
 
     EpochRecord rec = gather_epoch(t, epoch, train_stats, test_stats, tt, et,

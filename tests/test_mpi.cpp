@@ -3,6 +3,9 @@
 
 #include <mpi.h>
 
+#include <chrono>
+#include <thread>
+
 #include "bll/config.h"
 #include "bll/error.h"
 #include "bll/placement.h"
@@ -205,4 +208,25 @@ TEST_CASE("bf16 changes the arithmetic and messages, and the network still learn
     CHECK(std::abs(bf16.epochs.back().test_top1 - fp32.epochs.back().test_top1) < 15.0);
   }
   t->barrier();
+}
+
+TEST_CASE("flow control: with a slow last rank, no rank gets more than in_flight batches ahead of the next") {
+  auto t = world();
+  const auto data = shared_fixture(*t);
+  for (int64_t in_flight : {1, 3}) {
+    auto c = small_config(data, test::temp_dir("slow-" + std::to_string(t->rank())) + "/run", in_flight);
+    c.data.train_limit = 500;  // 15 batches of 32
+    TrainOptions options{false};
+    if (t->rank() == t->size() - 1)  // the last rank is slow: the others would run away without credits
+      options.before_step = [](int64_t) { std::this_thread::sleep_for(std::chrono::milliseconds(10)); };
+    const auto r = run_training(c, *t, options);
+    const auto& ahead = r.epochs.back().rank_max_ahead;
+    REQUIRE(int64_t(ahead.size()) == t->size());
+    for (int k = 0; k + 1 < t->size(); ++k) {
+      INFO("in_flight " << in_flight << ", rank " << k << " was " << ahead[size_t(k)] << " batches ahead");
+      CHECK(ahead[size_t(k)] <= in_flight);
+    }
+    CHECK(ahead[size_t(t->size() - 2)] == in_flight);  // the rank before the slow one filled its window
+    CHECK(ahead.back() == 0);                          // the last rank sends nothing
+  }
 }

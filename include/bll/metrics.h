@@ -25,6 +25,7 @@ struct EpochRecord {
   std::vector<double> block_loss, block_kl, block_pred;  // mean per batch, per block
   std::vector<double> block_train_seconds;  // compute time of each block's training steps
   std::vector<double> rank_wait_seconds;  // training time each rank spent blocked on messages
+  std::vector<int64_t> rank_max_ahead;    // most batches each rank had sent and the next had not taken
 };
 
 std::string to_json_line(const EpochRecord& r);

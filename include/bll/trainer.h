@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ struct TrainResult {
 struct TrainOptions {
   bool print = true;                    // rank 0 prints progress and epoch lines
   torch::Device device = torch::kCPU;   // where this rank's blocks and messages live (bll/device.h)
+  std::function<void(int64_t)> before_step;  // tests: called before each span's step with the batch
 };
 
 // The run directory a configuration resolves to: runtime.run_dir, else runs/<config file stem>.

@@ -1,0 +1,180 @@
+// BLL's free-running pipeline (the `stream` schedule).
+//
+// Rank 0 reads a batch, broadcasts its labels to every rank and pushes the input through its
+// blocks; each rank receives alpha from the rank before it, updates its own blocks at once and
+// sends its output on. A rank depends only on earlier ranks (alpha) and rank 0 (labels); it
+// never waits for a later rank except for flow control.
+//
+// Flow control is by credits, not by when a send completes (MPI completes a small send eagerly,
+// before its receive is posted): a rank returns a credit to the one before it each time it takes
+// a batch's alpha, and a rank sends batch t only once it holds the credit of batch
+// t - in_flight. So rank k is at most in_flight batches ahead of rank k+1, rank 0 at most
+// (K-1)·in_flight ahead of the last rank, and at most that many label broadcasts are ever
+// unreceived. Because a block's update depends only on its input and the labels, the result is
+// the same for every placement and every in_flight.
+#include <chrono>
+#include <deque>
+
+#include "bll/device.h"
+#include "bll/error.h"
+#include "bll/schedules/schedule.h"
+
+namespace bll {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kTagTrain = 101, kTagEval = 102, kTagCredit = 110;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A message on its way in: the buffer and the handle that fills it.
+struct Incoming {
+  torch::Tensor tensor;
+  WorkPtr work;
+};
+
+torch::Tensor take(Incoming& in, double& wait_s) {
+  in.work->wait();
+  wait_s += in.work->waited_seconds();
+  return in.tensor;
+}
+
+// Keeps at most `limit` handles outstanding; waits for the oldest beyond that.
+void bound(std::deque<WorkPtr>& q, size_t limit, double& wait_s) {
+  while (q.size() > limit) {
+    q.front()->wait();
+    wait_s += q.front()->waited_seconds();
+    q.pop_front();
+  }
+}
+
+using Step = std::function<torch::Tensor(BlockLearner&, const torch::Tensor&, const torch::Tensor&,
+                                         std::vector<BlockStats>&)>;
+
+class StreamSchedule : public Schedule {
+ public:
+  using Schedule::Schedule;
+
+  PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
+                    const ProgressFn& progress) override {
+    auto step = [](BlockLearner& l, const torch::Tensor& x, const torch::Tensor& y, std::vector<BlockStats>& s) {
+      return l.train_step(x, y, s);
+    };
+    return stream(true, source, n_samples, batch_size, stats, step, progress);
+  }
+
+  PhaseTiming eval(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats) override {
+    auto step = [](BlockLearner& l, const torch::Tensor& x, const torch::Tensor& y, std::vector<BlockStats>& s) {
+      return l.eval_step(x, y, s);
+    };
+    return stream(false, source, n_samples, batch_size, stats, step, {});
+  }
+
+ private:
+  PhaseTiming stream(bool training, BatchSource* source, int64_t n_samples, int64_t batch_size,
+                     std::vector<BlockStats>& stats, const Step& step, const ProgressFn& progress);
+};
+
+PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n_samples, int64_t batch_size,
+                                   std::vector<BlockStats>& stats, const Step& step, const ProgressFn& progress) {
+  Transport& transport = ctx_.transport;
+  const ScheduleOptions& opt = ctx_.options;
+  const int rank = transport.rank();
+  const bool feeds = ctx_.placement.feeds_pipeline(rank), ends = ctx_.placement.ends_pipeline(rank);
+  const int tag = training ? kTagTrain : kTagEval, credit_tag = kTagCredit + tag;
+  const int64_t n = num_batches(n_samples, batch_size, training);
+  const int64_t window = opt.in_flight;
+  const Shape& in_shape = ctx_.boundary_shapes[size_t(ctx_.placement.first_block(rank))];
+  const char* phase = training ? "train" : "eval";
+  const auto on_device = torch::TensorOptions().device(opt.device);
+  if (feeds && (!source || source->num_batches() != n))
+    throw RuntimeError("pipeline: the feeding rank has no data source for this phase");
+  auto id = [&](int64_t t) { return std::string(phase) + " batch " + std::to_string(t); };
+
+  PhaseTiming timing;
+  const auto start = Clock::now();
+  std::deque<Incoming> labels_in, alpha_in, credits_in;
+  std::deque<WorkPtr> labels_out, alpha_out, credits_out;
+
+  // Posts the receives for batch t: its labels (broadcast from rank 0) and its input alpha.
+  auto post = [&](int64_t t) {
+    if (t >= n || feeds) return;
+    const int64_t b = batch_size_of(n_samples, batch_size, t);
+    Shape y_shape{b};
+    y_shape.insert(y_shape.end(), ctx_.label_shape.begin(), ctx_.label_shape.end());
+    auto y = torch::empty(y_shape, on_device.dtype(ctx_.label_dtype));
+    labels_in.push_back({y, transport.ibroadcast(y, 0, "labels of " + id(t))});
+    Shape shape{b};
+    shape.insert(shape.end(), in_shape.begin(), in_shape.end());
+    auto x = torch::empty(shape, on_device.dtype(opt.message_dtype));
+    alpha_in.push_back({x, transport.irecv(x, rank - 1, tag, "alpha of " + id(t))});
+  };
+  // Posts the receive of the next rank's credit for batch t (it has taken batch t's alpha).
+  auto post_credit = [&](int64_t t) {
+    if (t >= n || ends) return;
+    auto c = torch::empty({1}, torch::kInt64);
+    credits_in.push_back({c, transport.irecv(c, rank + 1, credit_tag, "credit for " + id(t))});
+  };
+  int64_t credited = 0;  // batches the next rank has taken (credits received)
+  for (int64_t t = 0; t < window; ++t) post(t), post_credit(t);
+
+  for (int64_t t = 0; t < n; ++t) {
+    torch::Tensor x, y;
+    if (feeds) {
+      Batch batch = source->get(t);
+      x = to_device(batch.x, opt.device), y = to_device(batch.y, opt.device);
+      labels_out.push_back(transport.ibroadcast(y, 0, "labels of " + id(t)));
+      bound(labels_out, size_t(window), timing.wait_s);
+    } else {
+      y = take(labels_in.front(), timing.wait_s);
+      x = take(alpha_in.front(), timing.wait_s);
+      labels_in.pop_front();
+      alpha_in.pop_front();
+      credits_out.push_back(transport.isend(torch::full({1}, t, torch::kInt64), rank - 1, credit_tag, "credit for " + id(t)));
+      bound(credits_out, size_t(window), timing.wait_s);
+      post(t + window);
+    }
+    for (size_t i = 0; i < ctx_.learners.size(); ++i) {
+      auto& learner = ctx_.learners[i];
+      if (opt.before_step) opt.before_step(t);
+      const auto step_start = Clock::now();
+      if (x.scalar_type() == torch::kBFloat16) x = x.to(torch::kFloat32);
+      x = step(learner, x, y, stats);
+      // Messages are rounded to their precision at every span boundary, on one rank or across two.
+      if (i + 1 < ctx_.learners.size() || !ends) x = x.to(opt.message_dtype);
+      // A span's forward and backward run as one piece: its time is shared evenly by its blocks.
+      const double share = since(step_start) / double(learner.blocks().size());
+      for (auto& block : learner.blocks()) stats[size_t(block->index())].seconds += share;
+      if (!alpha_out.empty()) alpha_out.front()->test();  // let MPI make progress between spans
+    }
+    if (!ends) {
+      while (t - credited >= window) {  // batch t - window has not been taken yet
+        take(credits_in.front(), timing.wait_s);
+        credits_in.pop_front();
+        post_credit(++credited + window - 1);
+      }
+      timing.max_ahead = std::max(timing.max_ahead, t - credited + 1);
+      alpha_out.push_back(transport.isend(x.contiguous(), rank + 1, tag, "alpha of " + id(t)));
+      bound(alpha_out, size_t(window), timing.wait_s);
+    }
+    if (progress) progress(t + 1, n);
+  }
+  while (!credits_in.empty()) {  // the credits of the last batches: no message is left unmatched
+    take(credits_in.front(), timing.wait_s);
+    credits_in.pop_front();
+  }
+  bound(labels_out, 0, timing.wait_s);
+  bound(alpha_out, 0, timing.wait_s);
+  bound(credits_out, 0, timing.wait_s);
+  timing.batches = n;
+  timing.seconds = since(start);
+  return timing;
+}
+
+}  // namespace
+
+std::unique_ptr<Schedule> make_stream_schedule(ScheduleContext context) {
+  return std::make_unique<StreamSchedule>(std::move(context));
+}
+
+}  // namespace bll
