@@ -156,6 +156,8 @@ std::vector<KeySpec> make_schema() {
     row("runtime.message_precision", &C::runtime, &RuntimeConfig::message_precision, "fp32",
         "alpha messages between blocks: fp32, or bf16 (half the bytes; rounded at every span boundary)",
         one_of({"fp32", "bf16"})),
+    row("runtime.trace", &C::runtime, &RuntimeConfig::trace, "false",
+        "record what every rank does when and write trace.json (Chrome trace events) in the run directory"),
     row("runtime.deterministic", &C::runtime, &RuntimeConfig::deterministic, "false",
         "cuda: deterministic kernels only (cuDNN, scatter-adds), so that reruns give equal parameters; slower"),
   };

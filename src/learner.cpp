@@ -101,9 +101,16 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
                                        std::vector<BlockStats>& stats) {
   optimizer_->zero_grad();
   // Gradient stop: this span's graph starts at its input.
-  torch::Tensor x = alpha_in.detach();
-  const torch::Tensor total = local_losses(x, y, stats);
-  total.backward();
+  torch::Tensor x = alpha_in.detach(), total;
+  {
+    Tracer::Span span(tracer_, "forward + local loss", "compute");
+    total = local_losses(x, y, stats);
+  }
+  {
+    Tracer::Span span(tracer_, "backward", "compute");
+    total.backward();
+  }
+  Tracer::Span span(tracer_, "optimizer step", "compute");
   optimizer_->step();
   return x.detach();
 }
@@ -150,6 +157,7 @@ torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& 
 torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
                                       std::vector<BlockStats>& stats) {
   torch::NoGradGuard no_grad;
+  Tracer::Span span(tracer_, "evaluation", "compute");
   torch::Tensor x = alpha_in;
   Autocast autocast(alpha_in.device(), bf16_);
   for (auto& block : blocks_) {

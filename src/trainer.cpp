@@ -272,6 +272,11 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   wire.device = options.device;
   wire.message_dtype = message_dtype(config.runtime);
   wire.before_step = options.before_step;
+  Tracer tracer(config.runtime.trace);
+  if (tracer.enabled()) {
+    wire.tracer = &tracer;
+    for (auto& l : learners) l.set_tracer(&tracer);
+  }
   auto schedule = make_schedule("stream", {t, placement, learners, shapes, info.label_shape,
                                            info.float_labels ? torch::kFloat32 : torch::kInt64, wire});
 
@@ -282,6 +287,10 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
                             (config.runtime.progress == "auto" && stdout_is_terminal())));
   TrainResult result;
   const int64_t epochs = config.train.epochs;
+  if (tracer.enabled()) {  // one time origin for every rank's row
+    t.barrier();
+    tracer.restart();
+  }
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
     for (auto& l : learners) l.start_epoch(epoch);
     if (twin && epoch > 0) exchange_twins(t, *twin, learners);
@@ -314,6 +323,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     result.epochs.push_back(rec);
   }
 
+  if (tracer.enabled()) write_trace(t, tracer, (fs::path(run_dir) / "trace.json").string());
   for (auto& l : learners)
     for (auto& block : l.blocks()) {
       result.block_state[block->index()] = block_state(block);

@@ -58,12 +58,22 @@ fi
 expect "nccl needs a GPU" 2 "key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda" -- \
   "$train" "$work/ok.yaml" runtime.transport=nccl
 
+# runtime.trace: one trace.json of valid trace events, a row per rank, each with compute events.
+expect "trace of a 4-rank run" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" runtime.trace=true runtime.run_dir="$work/trace"
+expect "trace.json has a row per rank" 0 '' -- python3 -c "
+import json, sys
+events = json.load(open('$work/trace/trace.json'))['traceEvents']
+rows = {e['pid'] for e in events if e.get('name') == 'process_name'}
+computing = {e['pid'] for e in events if e.get('ph') == 'X' and e['name'] == 'forward + local loss' and e['dur'] >= 0}
+sys.exit(0 if rows == computing == {0, 1, 2, 3} else 1)"
+
 # A failure on one rank during training (divergence) ends every rank with that rank's message.
 expect "diverging training stops the job" 4 "^bll-train: error on rank [01]: block [0-3]: local loss is -?(nan|inf)" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" optim.name=sgd optim.lr=100 loss.pred_weight=1000 train.epochs=2
 
 # A real run: 4 ranks train, metrics.jsonl gets one line per epoch with the documented fields.
 expect "4-rank training run" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" train.epochs=2
+[ -e "$work/run/trace.json" ] && { failed=$((failed + 1)); echo "FAIL a run without runtime.trace wrote trace.json"; }
 if [ "$(wc -l <"$work/run/metrics.jsonl")" -eq 2 ] && grep -q '"test_top1"' "$work/run/metrics.jsonl" \
    && grep -q '"samples_per_sec"' "$work/run/metrics.jsonl" && grep -q '"block_train_seconds"' "$work/run/metrics.jsonl" && [ -s "$work/run/block_3.pt" ] && [ -s "$work/run/config.yaml" ]; then
   passed=$((passed + 1)); echo "ok   run directory has config, metrics and parameters"

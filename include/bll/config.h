@@ -80,6 +80,7 @@ struct RuntimeConfig {
   std::string precision;       // fp32 | bf16 (autocast of forward and local loss)
   std::string message_precision;  // fp32 | bf16 (alpha between spans)
   bool deterministic = false;  // cuda: deterministic kernels only
+  bool trace = false;          // write trace.json: per-rank timelines
 };
 
 struct Config {

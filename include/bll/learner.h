@@ -12,6 +12,7 @@
 #include "bll/config.h"
 #include "bll/losses/family.h"
 #include "bll/models/model.h"
+#include "bll/trace.h"
 #include "bll/models/twin.h"
 
 namespace bll {
@@ -53,6 +54,8 @@ class BlockLearner {
   std::vector<Block>& blocks() { return blocks_; }
   int64_t first_block() const { return blocks_.front()->index(); }
   double mixing() const { return m_; }
+  // Records forward and loss, backward and optimizer step as timeline events (runtime.trace).
+  void set_tracer(Tracer* tracer) { tracer_ = tracer; }
   double lr() const { return lr_; }
 
  private:
@@ -74,7 +77,8 @@ class BlockLearner {
   std::unique_ptr<Family> family_;
   const TwinCodes* twin_;
   bool reconstruct_;  // data.task autoencode: targets are images
-  bool bf16_;         // runtime.precision bf16: forward and local loss under autocast
+  bool bf16_;
+  Tracer* tracer_ = nullptr;         // runtime.precision bf16: forward and local loss under autocast
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   double m_ = 1.0, lr_ = 0.0;
 };

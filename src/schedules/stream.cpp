@@ -33,15 +33,17 @@ struct Incoming {
   WorkPtr work;
 };
 
-torch::Tensor take(Incoming& in, double& wait_s) {
+torch::Tensor take(Incoming& in, double& wait_s, Tracer* tracer, const char* what) {
+  Tracer::Span span(in.work->test() ? nullptr : tracer, what, "wait");
   in.work->wait();
   wait_s += in.work->waited_seconds();
   return in.tensor;
 }
 
 // Keeps at most `limit` handles outstanding; waits for the oldest beyond that.
-void bound(std::deque<WorkPtr>& q, size_t limit, double& wait_s) {
+void bound(std::deque<WorkPtr>& q, size_t limit, double& wait_s, Tracer* tracer = nullptr) {
   while (q.size() > limit) {
+    Tracer::Span span(q.front()->test() ? nullptr : tracer, "wait for a send", "wait");
     q.front()->wait();
     wait_s += q.front()->waited_seconds();
     q.pop_front();
@@ -118,20 +120,25 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
   int64_t credited = 0;  // batches the next rank has taken (credits received)
   for (int64_t t = 0; t < window; ++t) post(t), post_credit(t);
 
+  Tracer* tracer = opt.tracer;
   for (int64_t t = 0; t < n; ++t) {
+    if (tracer) tracer->set_batch(t);
     torch::Tensor x, y;
     if (feeds) {
-      Batch batch = source->get(t);
-      x = to_device(batch.x, opt.device), y = to_device(batch.y, opt.device);
+      {
+        Tracer::Span span(tracer, "load batch", "data");
+        Batch batch = source->get(t);
+        x = to_device(batch.x, opt.device), y = to_device(batch.y, opt.device);
+      }
       labels_out.push_back(transport.ibroadcast(y, 0, "labels of " + id(t)));
-      bound(labels_out, size_t(window), timing.wait_s);
+      bound(labels_out, size_t(window), timing.wait_s, tracer);
     } else {
-      y = take(labels_in.front(), timing.wait_s);
-      x = take(alpha_in.front(), timing.wait_s);
+      y = take(labels_in.front(), timing.wait_s, tracer, "wait for labels");
+      x = take(alpha_in.front(), timing.wait_s, tracer, "wait for alpha");
       labels_in.pop_front();
       alpha_in.pop_front();
       credits_out.push_back(transport.isend(torch::full({1}, t, torch::kInt64), rank - 1, credit_tag, "credit for " + id(t)));
-      bound(credits_out, size_t(window), timing.wait_s);
+      bound(credits_out, size_t(window), timing.wait_s, tracer);
       post(t + window);
     }
     for (size_t i = 0; i < ctx_.learners.size(); ++i) {
@@ -149,23 +156,27 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
     }
     if (!ends) {
       while (t - credited >= window) {  // batch t - window has not been taken yet
-        take(credits_in.front(), timing.wait_s);
+        take(credits_in.front(), timing.wait_s, tracer, "wait for a credit");
         credits_in.pop_front();
         post_credit(++credited + window - 1);
       }
       timing.max_ahead = std::max(timing.max_ahead, t - credited + 1);
-      alpha_out.push_back(transport.isend(x.contiguous(), rank + 1, tag, "alpha of " + id(t)));
-      bound(alpha_out, size_t(window), timing.wait_s);
+      {
+        Tracer::Span span(tracer, "send alpha", "comm");
+        alpha_out.push_back(transport.isend(x.contiguous(), rank + 1, tag, "alpha of " + id(t)));
+      }
+      bound(alpha_out, size_t(window), timing.wait_s, tracer);
     }
     if (progress) progress(t + 1, n);
   }
+  if (tracer) tracer->set_batch(-1);
   while (!credits_in.empty()) {  // the credits of the last batches: no message is left unmatched
-    take(credits_in.front(), timing.wait_s);
+    take(credits_in.front(), timing.wait_s, tracer, "wait for a credit");
     credits_in.pop_front();
   }
-  bound(labels_out, 0, timing.wait_s);
-  bound(alpha_out, 0, timing.wait_s);
-  bound(credits_out, 0, timing.wait_s);
+  bound(labels_out, 0, timing.wait_s, tracer);
+  bound(alpha_out, 0, timing.wait_s, tracer);
+  bound(credits_out, 0, timing.wait_s, tracer);
   timing.batches = n;
   timing.seconds = since(start);
   return timing;

@@ -14,6 +14,7 @@
 #include "bll/learner.h"
 #include "bll/models/model.h"
 #include "bll/placement.h"
+#include "bll/trace.h"
 #include "bll/transport/transport.h"
 
 namespace bll {
@@ -34,6 +35,7 @@ struct ScheduleOptions {
   torch::Dtype message_dtype = torch::kFloat32;   // alpha between spans (bf16 halves the bytes)
   std::function<void(int64_t)> before_step;       // called with the batch index before each span's
                                                   // step (tests make a rank slow with it)
+  Tracer* tracer = nullptr;                       // runtime.trace: where events go
 };
 
 // What a schedule works with. `learners` are this rank's spans of blocks in order;
