@@ -33,6 +33,11 @@ std::string fmt_num(double x) {
 
 std::string expectation(const KeySpec& k) {
   std::string e = type_name(k);
+  if (k.type == KeyType::IntList) {
+    if (k.min > -1e299 && k.max < 1e299) e += " in [" + fmt_num(k.min) + ", " + fmt_num(k.max) + "]";
+    for (const auto& word : k.choices) e += ", or " + word;
+    return e;
+  }
   if (!k.choices.empty()) {
     e = "one of";
     for (size_t i = 0; i < k.choices.size(); ++i) e += (i ? ", " : " ") + k.choices[i];
@@ -105,6 +110,10 @@ Value convert(const KeySpec& k, const YAML::Node& n, const std::string& where) {
         fail(where, k, n);
       break;
     case KeyType::IntList:
+      if (n.IsScalar() && std::find(k.choices.begin(), k.choices.end(), n.Scalar()) != k.choices.end()) {
+        v.s = n.Scalar();  // a word the key takes instead of a list
+        break;
+      }
       if (!n.IsSequence()) fail(where, k, n);
       for (const auto& e : n) {
         int64_t x;
@@ -272,7 +281,10 @@ std::string config_to_yaml(const Config& config) {
       case KeyType::Float: out << v.f; break;
       case KeyType::Bool: out << v.b; break;
       case KeyType::String: out << YAML::DoubleQuoted << v.s; break;
-      case KeyType::IntList: out << YAML::Flow << v.list; break;
+      case KeyType::IntList:
+        if (!v.s.empty()) out << v.s;
+        else out << YAML::Flow << v.list;
+        break;
     }
   }
   if (!section.empty()) out << YAML::EndMap;

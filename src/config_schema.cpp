@@ -56,6 +56,26 @@ Opt range(double lo, double hi) { Opt o; o.min = lo; o.max = hi; return o; }
 Opt one_of(std::vector<std::string> c) { Opt o; o.choices = std::move(c); return o; }
 Opt required_one_of(std::vector<std::string> c) { Opt o = one_of(std::move(c)); o.required = true; return o; }
 Opt required_range(double lo, double hi) { Opt o = range(lo, hi); o.required = true; return o; }
+// runtime.blocks_per_rank: a list, or the word auto.
+KeySpec blocks_per_rank_row() {
+  KeySpec k = row("runtime.blocks_per_rank", &Config::runtime, &RuntimeConfig::blocks_per_rank, "[]",
+                  "blocks owned by each rank, in order, e.g. [1,3]; [] = as even as possible (earlier ranks take "
+                  "extras); auto = balanced by each block's cost, timed on the first batch",
+                  range(1, 1024));
+  k.choices = {"auto"};
+  k.assign = [](Config& c, const Value& v) {
+    c.runtime.blocks_per_rank = v.list;
+    c.runtime.auto_placement = v.s == "auto";
+  };
+  k.read = [](const Config& c) {
+    Value v;
+    v.list = c.runtime.blocks_per_rank;
+    if (c.runtime.auto_placement) v.s = "auto";
+    return v;
+  };
+  return k;
+}
+
 constexpr double kBig = 9.0e15;  // integers beyond this are not meaningful here
 
 std::vector<KeySpec> make_schema() {
@@ -138,9 +158,7 @@ std::vector<KeySpec> make_schema() {
         "a wait for a message longer than this stops the job with an error", range(0.1, 1e7)),
     row("runtime.keep_freed_memory", &C::runtime, &RuntimeConfig::keep_freed_memory, "true",
         "keep freed heap memory for reuse instead of returning it to the kernel (glibc malloc)"),
-    row("runtime.blocks_per_rank", &C::runtime, &RuntimeConfig::blocks_per_rank, "[]",
-        "blocks owned by each rank, in order, e.g. [1,3]; empty = as even as possible (earlier ranks take extras)",
-        range(1, 1024)),
+    blocks_per_rank_row(),
     row("runtime.save_params", &C::runtime, &RuntimeConfig::save_params, "true", "save each block's parameters in the run directory at the end"),
     row("runtime.device", &C::runtime, &RuntimeConfig::device, "cpu",
         "where each rank computes: cpu, or cuda (the GPU of its node-local rank, see runtime.ranks_per_gpu)",

@@ -1,5 +1,7 @@
 #include "bll/placement.h"
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "bll/error.h"
@@ -46,6 +48,35 @@ Placement::Placement(int64_t num_blocks, int num_ranks, const std::vector<int64_
                       std::to_string(span));
   first_.push_back(0);
   for (int64_t n : counts) first_.push_back(first_.back() + n);
+}
+
+Balanced balance(const std::vector<double>& span_costs, const std::vector<int64_t>& span_sizes, int num_ranks) {
+  const size_t S = span_costs.size(), K = size_t(num_ranks);
+  if (K < 1 || S < K || span_sizes.size() != S) throw RuntimeError("balance: fewer spans than ranks");
+  std::vector<double> prefix(S + 1, 0.0);
+  for (size_t i = 0; i < S; ++i) prefix[i + 1] = prefix[i] + span_costs[i];
+  // best[k][i]: the smallest possible maximum load of the first i spans on k ranks; cut[k][i]:
+  // where the k-th rank's spans begin in that solution.
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<double>> best(K + 1, std::vector<double>(S + 1, inf));
+  std::vector<std::vector<size_t>> cut(K + 1, std::vector<size_t>(S + 1, 0));
+  best[0][0] = 0;
+  for (size_t k = 1; k <= K; ++k)
+    for (size_t i = k; i <= S; ++i)
+      for (size_t j = i; j-- > k - 1;) {  // the last rank takes spans j..i-1; scan from the shortest
+        const double load = std::max(best[k - 1][j], prefix[i] - prefix[j]);
+        if (load < best[k][i]) best[k][i] = load, cut[k][i] = j;
+      }
+  Balanced out;
+  std::vector<size_t> starts(K + 1, S);
+  for (size_t k = K, i = S; k > 0; --k) starts[k - 1] = cut[k][i], i = cut[k][i];
+  for (size_t k = 0; k < K; ++k) {
+    int64_t blocks = 0;
+    for (size_t s = starts[k]; s < starts[k + 1]; ++s) blocks += span_sizes[s];
+    out.blocks_per_rank.push_back(blocks);
+    out.load.push_back(prefix[starts[k + 1]] - prefix[starts[k]]);
+  }
+  return out;
 }
 
 int Placement::owner(int64_t block) const {

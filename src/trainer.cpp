@@ -6,6 +6,7 @@
 #include <fstream>
 #include <optional>
 
+#include "bll/auto_placement.h"
 #include "bll/data/dataset.h"
 #include "bll/data/loader.h"
 #include "bll/device.h"
@@ -244,8 +245,8 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const bool print = options.print && rank == 0;
   const std::string run_dir = resolve_run_dir(config);
 
-  // Where: this rank's blocks.
-  const Placement placement = agreed(rank, [&] {
+  // Where: this rank's blocks (with runtime.blocks_per_rank auto, this checks the rank count).
+  Placement placement = agreed(rank, [&] {
     return Placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank, config.loss.span);
   });
 
@@ -263,6 +264,9 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     twin.emplace(config, info.sample_shape, info.num_classes);
     twin->to(options.device);
   }
+  if (config.runtime.auto_placement)
+    placement = place_by_cost(config, t, info.sample_shape, info.num_classes, data.train ? &*data.train : nullptr,
+                              twin ? &*twin : nullptr, options.device, print);
   std::vector<BlockLearner> learners =
       make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
 
@@ -286,6 +290,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   ProgressBar bar(print && (config.runtime.progress == "on" ||
                             (config.runtime.progress == "auto" && stdout_is_terminal())));
   TrainResult result;
+  for (int r = 0; r < t.size(); ++r) result.blocks_per_rank.push_back(placement.end_block(r) - placement.first_block(r));
   const int64_t epochs = config.train.epochs;
   if (tracer.enabled()) {  // one time origin for every rank's row
     t.barrier();

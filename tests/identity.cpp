@@ -63,7 +63,7 @@ Identity train_alone_and_together(Transport& t, const std::function<std::unique_
   config.runtime.run_dir = base + "/multi";
   const auto multi = run_training(config, t, options);
   out.multi = multi.epochs.back();
-  const Placement placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank, config.loss.span);
+  const Placement placement(config.model.blocks, t.size(), multi.blocks_per_rank, config.loss.span);
   out.worst = worst_difference(t, single, multi, placement);
   t.barrier();
   return out;

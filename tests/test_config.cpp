@@ -125,3 +125,16 @@ TEST_CASE("edit distance") {
   CHECK(bll::edit_distance("", "abc") == 3);
   CHECK(bll::edit_distance("same", "same") == 0);
 }
+
+TEST_CASE("runtime.blocks_per_rank takes a list or auto, and nothing else") {
+  const auto c = parse_config(kMinimal, "f.yaml", {"runtime.blocks_per_rank=auto"});
+  CHECK(c.runtime.auto_placement);
+  CHECK(c.runtime.blocks_per_rank.empty());
+  const auto back = parse_config(bll::config_to_yaml(c), "resolved", {});
+  CHECK(back.runtime.auto_placement);
+  const auto listed = parse_config(kMinimal, "f.yaml", {"runtime.blocks_per_rank=[1,2]"});
+  CHECK_FALSE(listed.runtime.auto_placement);
+  CHECK(listed.runtime.blocks_per_rank == std::vector<int64_t>{1, 2});
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"runtime.blocks_per_rank=even"}),
+                    Contains("key 'runtime.blocks_per_rank': expected a list of integers in [1, 1024], or auto, got 'even'"));
+}

@@ -357,3 +357,18 @@ TEST_CASE("the autoencoder maps 56x28 to 56x28 through a bottleneck in four unit
   c.model.widths = {4};
   CHECK_THROWS_WITH(model_plan(c.model, input, 56 * 28), Contains("two entries"));
 }
+
+TEST_CASE("placement: balancing by cost makes the slowest rank as fast as it can be") {
+  // One expensive block at the end: three cheap ones share a rank.
+  auto b = balance({1, 1, 1, 5}, {1, 1, 1, 1}, 2);
+  CHECK(b.blocks_per_rank == std::vector<int64_t>{3, 1});
+  CHECK(b.load == std::vector<double>{3, 5});
+  // An expensive first block: it gets a rank of its own.
+  b = balance({4, 1, 1, 1, 1}, {1, 1, 1, 1, 1}, 2);
+  CHECK(b.blocks_per_rank == std::vector<int64_t>{1, 4});
+  // Spans of 2 blocks (the last span shorter) stay whole; 3 ranks.
+  b = balance({2, 2, 3, 1}, {2, 2, 2, 1}, 3);
+  CHECK(b.blocks_per_rank == std::vector<int64_t>{4, 2, 1});
+  CHECK(*std::max_element(b.load.begin(), b.load.end()) == 4);
+  CHECK_THROWS(balance({1, 1}, {1, 1}, 3));
+}

@@ -128,6 +128,9 @@ TEST_CASE("K ranks and 1 rank train to the same parameters, whatever the batches
     config.runtime.blocks_per_rank = blocks_per_rank;
     check_identity(*t, config, "in_flight " + std::to_string(in_flight));
   }
+  auto balanced = small_config(data, "", 2);
+  balanced.runtime.auto_placement = true;  // placed by measured cost: the parameters do not change
+  check_identity(*t, balanced, "blocks_per_rank auto");
 }
 
 TEST_CASE("K ranks and 1 rank agree for every model and loss family and feedback and span") {

@@ -74,6 +74,7 @@ struct RuntimeConfig {
   double timeout_s = 600;      // a wait for a message longer than this ends the job
   bool keep_freed_memory = true;  // keep freed heap memory instead of returning it to the kernel
   std::vector<int64_t> blocks_per_rank;  // placement: blocks of each rank, in order; empty = even
+  bool auto_placement = false;           // blocks_per_rank: auto (balanced by measured cost)
   std::string device;          // cpu | cuda
   int64_t ranks_per_gpu = 1;   // cuda: node-local ranks sharing one GPU
   std::string transport;       // mpi | nccl

@@ -37,4 +37,13 @@ class Placement {
   std::vector<int64_t> first_;
 };
 
+// Balanced placement (runtime.blocks_per_rank: auto): contiguous spans on `num_ranks` ranks so
+// that the largest per-rank sum of `span_costs` is as small as it can be (ties: earlier ranks
+// take fewer spans). `span_sizes[i]` is span i's block count. Returns blocks per rank.
+struct Balanced {
+  std::vector<int64_t> blocks_per_rank;
+  std::vector<double> load;  // predicted cost of each rank
+};
+Balanced balance(const std::vector<double>& span_costs, const std::vector<int64_t>& span_sizes, int num_ranks);
+
 }  // namespace bll

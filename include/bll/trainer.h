@@ -19,6 +19,7 @@ struct TrainResult {
   std::vector<EpochRecord> epochs;  // identical on every rank
   // This rank's blocks: parameters then buffers, in registration order, by block index.
   std::map<int64_t, std::vector<torch::Tensor>> block_state;
+  std::vector<int64_t> blocks_per_rank;  // the placement the run used
 };
 
 struct TrainOptions {

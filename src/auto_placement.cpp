@@ -1,0 +1,82 @@
+#include "bll/auto_placement.h"
+
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <sstream>
+
+#include "bll/device.h"
+#include "bll/error.h"
+#include "bll/learner.h"
+
+namespace bll {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Seconds per training step of each span on rank 0, chaining the first batch through them.
+std::vector<double> time_spans(const Config& config, const Shape& sample_shape, int64_t num_classes,
+                               BatchSource& train, const TwinCodes* twin, torch::Device device) {
+  train.start_epoch(0);
+  const Batch batch = train.get(0);
+  torch::Tensor x = to_device(batch.x, device), y = to_device(batch.y, device);
+  std::vector<double> costs;
+  std::vector<BlockStats> stats(size_t(config.model.blocks));
+  for (int64_t k = 0; k < config.model.blocks; k += config.loss.span) {
+    std::vector<Block> span;
+    for (int64_t j = k; j < std::min(config.model.blocks, k + config.loss.span); ++j) {
+      span.push_back(make_block(config, j, sample_shape, num_classes));
+      span.back()->to(device);
+    }
+    BlockLearner learner(config, std::move(span), num_classes, twin);
+    learner.start_epoch(0);
+    double best = std::numeric_limits<double>::infinity();
+    torch::Tensor out;
+    for (int rep = 0; rep < 4; ++rep) {
+      const auto start = Clock::now();
+      out = learner.train_step(x, y, stats);
+      if (device.is_cuda()) out.sum().item<double>();  // wait for the GPU
+      if (rep > 0) best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+    }
+    costs.push_back(best);
+    x = out;
+  }
+  return costs;
+}
+
+}  // namespace
+
+Placement place_by_cost(const Config& config, Transport& t, const Shape& sample_shape, int64_t num_classes,
+                        BatchSource* train, const TwinCodes* twin, torch::Device device, bool print) {
+  const int64_t N = config.model.blocks, span = config.loss.span;
+  std::string plan;  // blocks per rank, then the predicted load of each rank and each span's cost
+  if (t.rank() == 0) {
+    const auto costs = time_spans(config, sample_shape, num_classes, *train, twin, device);
+    std::vector<int64_t> sizes;
+    for (int64_t k = 0; k < N; k += span) sizes.push_back(std::min(span, N - k));
+    const Balanced b = balance(costs, sizes, t.size());
+    std::ostringstream s;
+    for (auto n : b.blocks_per_rank) s << n << ' ';
+    for (auto l : b.load) s << l << ' ';
+    for (auto c : costs) s << c << ' ';
+    plan = s.str();
+  }
+  t.broadcast_string(plan, 0);
+  std::istringstream in(plan);
+  std::vector<int64_t> blocks(size_t(t.size()));
+  std::vector<double> load(size_t(t.size()));
+  for (auto& n : blocks) in >> n;
+  for (auto& l : load) in >> l;
+  if (print) {
+    std::printf("bll-train: runtime.blocks_per_rank auto: ms per training step of each span on rank 0:");
+    for (double c; in >> c;) std::printf(" %.1f", c * 1e3);
+    std::printf("\n  placed [");
+    for (size_t r = 0; r < blocks.size(); ++r) std::printf("%s%lld", r ? "," : "", (long long)blocks[r]);
+    std::printf("], predicted load per rank (ms):");
+    for (double l : load) std::printf(" %.1f", l * 1e3);
+    std::printf("\n");
+  }
+  return agreed(t.rank(), [&] { return Placement(N, t.size(), blocks, span); });
+}
+
+}  // namespace bll
