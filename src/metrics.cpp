@@ -42,6 +42,9 @@ std::string to_json_line(const EpochRecord& r) {
   j["block_train_seconds"] = r.block_train_seconds;
   j["rank_wait_seconds"] = r.rank_wait_seconds;
   j["rank_max_ahead"] = r.rank_max_ahead;
+  j["rank_train_seconds"] = r.rank_train_seconds;
+  j["rank_compute_seconds"] = r.rank_compute_seconds;
+  j["pipeline_efficiency"] = r.pipeline_efficiency;
   return j.dump();
 }
 

@@ -1,5 +1,6 @@
 #include "bll/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -117,7 +118,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
                          const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
                          int64_t trained_samples, const BlockLearner& any_learner, bool recon) {
   const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
-  auto buf = torch::zeros({2 * nb * F + 4 * K}, torch::kFloat64);
+  auto buf = torch::zeros({2 * nb * F + 5 * K}, torch::kFloat64);
   double* p = buf.data_ptr<double>();
   for (int64_t k = 0; k < nb; ++k) {
     train[size_t(k)].to(p + k * F);
@@ -128,6 +129,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
   timing[K + t.rank()] = tt.wait_s;
   timing[2 * K + t.rank()] = et.seconds;
   timing[3 * K + t.rank()] = double(tt.max_ahead);
+  for (const auto& s : train) timing[4 * K + t.rank()] += s.seconds;  // this rank's blocks only
   t.allreduce_sum(buf);
 
   EpochRecord r;
@@ -159,9 +161,16 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
     r.train_seconds = std::max(r.train_seconds, timing[k]);
     r.rank_wait_seconds.push_back(timing[K + k]);
     r.rank_max_ahead.push_back(int64_t(timing[3 * K + k]));
+    r.rank_train_seconds.push_back(timing[k]);
+    r.rank_compute_seconds.push_back(timing[4 * K + k]);
     r.eval_seconds = std::max(r.eval_seconds, timing[2 * K + k]);
   }
   r.seconds = r.train_seconds + r.eval_seconds;
+  // Pipeline efficiency: the share of its training time the busiest rank spent computing.
+  const auto busiest = std::max_element(r.rank_compute_seconds.begin(), r.rank_compute_seconds.end()) -
+                       r.rank_compute_seconds.begin();
+  const double busiest_s = r.rank_train_seconds[size_t(busiest)];
+  r.pipeline_efficiency = busiest_s > 0 ? r.rank_compute_seconds[size_t(busiest)] / busiest_s : 0;
   r.samples_per_sec = r.train_seconds > 0 ? double(trained_samples) / r.train_seconds : 0;
   r.mixing = any_learner.mixing();
   r.lr = any_learner.lr();

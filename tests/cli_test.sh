@@ -75,7 +75,7 @@ expect "diverging training stops the job" 4 "^bll-train: error on rank [01]: blo
 expect "4-rank training run" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" train.epochs=2
 [ -e "$work/run/trace.json" ] && { failed=$((failed + 1)); echo "FAIL a run without runtime.trace wrote trace.json"; }
 if [ "$(wc -l <"$work/run/metrics.jsonl")" -eq 2 ] && grep -q '"test_top1"' "$work/run/metrics.jsonl" \
-   && grep -q '"samples_per_sec"' "$work/run/metrics.jsonl" && grep -q '"block_train_seconds"' "$work/run/metrics.jsonl" && [ -s "$work/run/block_3.pt" ] && [ -s "$work/run/config.yaml" ]; then
+   && grep -q '"samples_per_sec"' "$work/run/metrics.jsonl" && grep -q '"block_train_seconds"' "$work/run/metrics.jsonl" && grep -q '"pipeline_efficiency"' "$work/run/metrics.jsonl" && grep -q '"rank_compute_seconds"' "$work/run/metrics.jsonl" && [ -s "$work/run/block_3.pt" ] && [ -s "$work/run/config.yaml" ]; then
   passed=$((passed + 1)); echo "ok   run directory has config, metrics and parameters"
 else
   failed=$((failed + 1)); echo "FAIL run directory incomplete"; ls -la "$work/run"

@@ -26,6 +26,9 @@ struct EpochRecord {
   std::vector<double> block_train_seconds;  // compute time of each block's training steps
   std::vector<double> rank_wait_seconds;  // training time each rank spent blocked on messages
   std::vector<int64_t> rank_max_ahead;    // most batches each rank had sent and the next had not taken
+  std::vector<double> rank_train_seconds;    // each rank's wall time of the training phase
+  std::vector<double> rank_compute_seconds;  // of which running its blocks' steps
+  double pipeline_efficiency = 0;            // compute share of the busiest rank's training time
 };
 
 std::string to_json_line(const EpochRecord& r);
