@@ -213,6 +213,13 @@ Config resolve(const Entries& entries, const std::string& source) {
   if (c.data.dataset != "reversal" && c.data.dir.empty())
     throw ConfigError(source + ": missing required key 'data.dir' (data.dataset " + c.data.dataset +
                       " is read from files; scripts/get_data.sh " + c.data.dataset + " puts them in data/)");
+  if (c.train.schedule == "auto") c.train.schedule = c.train.method == "bll" ? "stream" : "gpipe";
+  if ((c.train.method == "bll") != (c.train.schedule == "stream"))
+    throw ConfigError(source + ": key 'train.schedule': " + c.train.schedule + " does not run train.method " +
+                      c.train.method + " (bll runs on stream; bp on gpipe or 1f1b)");
+  if (c.train.micro_batches > c.train.batch_size)
+    throw ConfigError(source + ": key 'train.micro_batches': " + std::to_string(c.train.micro_batches) +
+                      " micro-batches do not fit in a batch of " + std::to_string(c.train.batch_size));
   if (c.runtime.transport == "nccl" && c.runtime.device != "cuda")
     throw ConfigError(source + ": key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda "
                       "(runtime.device is " + c.runtime.device + ")");

@@ -154,6 +154,34 @@ torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& 
   return total;
 }
 
+torch::Tensor BlockLearner::forward_graph(const torch::Tensor& x) {
+  Tracer::Span span(tracer_, "forward", "compute");
+  Autocast autocast(x.device(), bf16_);
+  torch::Tensor out = x;
+  for (auto& block : blocks_) {
+    block->train();
+    out = block->forward(out).to(torch::kFloat32);
+  }
+  return out;
+}
+
+torch::Tensor BlockLearner::output_loss(const torch::Tensor& out, const torch::Tensor& y, double scale,
+                                        std::vector<BlockStats>& stats) {
+  Block& last = blocks_.back();
+  if (!last->is_output()) throw RuntimeError("output_loss: block " + std::to_string(last->index()) + " is not the output block");
+  Autocast autocast(out.device(), bf16_);
+  const auto pred = prediction(last, out, y);
+  const auto loss = predictive_loss(pred, y);
+  BlockStats& s = stats[size_t(last->index())];
+  const double value = loss.item<double>();
+  if (!std::isfinite(value))
+    throw RuntimeError("block " + std::to_string(last->index()) + ": loss is " + std::to_string(value) +
+                       " (training diverged; lower optim.lr)");
+  s.loss += value, s.pred += value, s.batches += 1;
+  score(pred.detach(), y, s);
+  return loss * scale;
+}
+
 torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
                                       std::vector<BlockStats>& stats) {
   torch::NoGradGuard no_grad;

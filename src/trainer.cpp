@@ -285,12 +285,13 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   wire.device = options.device;
   wire.message_dtype = message_dtype(config.runtime);
   wire.before_step = options.before_step;
+  wire.micro_batches = config.train.micro_batches;
   Tracer tracer(config.runtime.trace);
   if (tracer.enabled()) {
     wire.tracer = &tracer;
     for (auto& l : learners) l.set_tracer(&tracer);
   }
-  auto schedule = make_schedule("stream", {t, placement, learners, shapes, info.label_shape,
+  auto schedule = make_schedule(config.train.schedule, {t, placement, learners, shapes, info.label_shape,
                                            info.float_labels ? torch::kFloat32 : torch::kInt64, wire});
 
   if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);

@@ -138,3 +138,14 @@ TEST_CASE("runtime.blocks_per_rank takes a list or auto, and nothing else") {
   CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"runtime.blocks_per_rank=even"}),
                     Contains("key 'runtime.blocks_per_rank': expected a list of integers in [1, 1024], or auto, got 'even'"));
 }
+
+TEST_CASE("train.schedule must suit train.method, and micro-batches must fit a batch") {
+  CHECK(parse_config(kMinimal, "f.yaml", {}).train.schedule == "stream");
+  CHECK(parse_config(kMinimal, "f.yaml", {"train.method=bp"}).train.schedule == "gpipe");
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.schedule=gpipe"}),
+                    Contains("key 'train.schedule': gpipe does not run train.method bll"));
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.method=bp", "train.schedule=stream"}),
+                    Contains("stream does not run train.method bp"));
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.method=bp", "train.micro_batches=100000"}),
+                    Contains("key 'train.micro_batches'"));
+}

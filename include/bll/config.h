@@ -63,6 +63,9 @@ struct TrainConfig {
   int64_t batch_size = 128;
   int64_t seed = 0;
   int64_t in_flight = 2;       // batches a rank may run ahead of the next one
+  std::string method;          // bll | bp (end-to-end back-propagation across the ranks)
+  std::string schedule;        // auto | stream (bll) | gpipe | 1f1b (bp)
+  int64_t micro_batches = 1;   // bp: micro-batches per mini-batch (gradients accumulate)
 };
 
 struct RuntimeConfig {

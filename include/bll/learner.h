@@ -48,6 +48,15 @@ class BlockLearner {
   // Adds to stats[k] for each block k of the span.
   torch::Tensor train_step(const torch::Tensor& alpha_in, const torch::Tensor& y, std::vector<BlockStats>& stats);
 
+  // End-to-end back-propagation (train.method bp), a micro-batch at a time: the span's forward
+  // in training mode with the graph kept; the output block's predictive loss times `scale`
+  // (its share of the mini-batch), scored into stats; and the update once the mini-batch's
+  // gradients have added up.
+  torch::Tensor forward_graph(const torch::Tensor& x);
+  torch::Tensor output_loss(const torch::Tensor& out, const torch::Tensor& y, double scale, std::vector<BlockStats>& stats);
+  void zero_grad() { optimizer_->zero_grad(); }
+  void step() { optimizer_->step(); }
+
   // Inference on a batch (eval mode, no gradients, alpha passed on); counts correct predictions.
   torch::Tensor eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y, std::vector<BlockStats>& stats);
 

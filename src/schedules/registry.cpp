@@ -7,6 +7,8 @@ namespace bll {
 
 // One declaration and one line in the table per schedule.
 std::unique_ptr<Schedule> make_stream_schedule(ScheduleContext context);
+std::unique_ptr<Schedule> make_gpipe_schedule(ScheduleContext context);
+std::unique_ptr<Schedule> make_1f1b_schedule(ScheduleContext context);
 
 namespace {
 
@@ -15,6 +17,8 @@ using Factory = std::unique_ptr<Schedule> (*)(ScheduleContext);
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> factories = {
       {"stream", make_stream_schedule},
+      {"gpipe", make_gpipe_schedule},
+      {"1f1b", make_1f1b_schedule},
   };
   return factories;
 }

@@ -3,6 +3,10 @@
 // over the transport. One file per schedule in src/schedules/, one line each in
 // src/schedules/registry.cpp:
 //   stream  BLL's free-running pipeline (src/schedules/stream.cpp)
+//   gpipe   back-propagation: every micro-batch forward, then every one backward (gpipe.cpp)
+//   1f1b    back-propagation: one forward, one backward after a warm-up (one_f_one_b.cpp)
+// The back-propagation schedules share their machinery (src/schedules/backprop.h) and differ
+// only in the order of their operations.
 #pragma once
 
 #include <functional>
@@ -31,6 +35,7 @@ using ProgressFn = std::function<void(int64_t, int64_t)>;
 
 struct ScheduleOptions {
   int64_t in_flight = 2;                          // batches a rank may run ahead of the next
+  int64_t micro_batches = 1;                      // bp schedules: micro-batches per mini-batch
   torch::Device device = torch::kCPU;             // where this rank's tensors live
   torch::Dtype message_dtype = torch::kFloat32;   // alpha between spans (bf16 halves the bytes)
   std::function<void(int64_t)> before_step;       // called with the batch index before each span's
