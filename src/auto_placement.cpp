@@ -61,7 +61,7 @@ Placement place_by_cost(const Config& config, Transport& t, const Shape& sample_
                         BatchSource* train, const TwinCodes* twin, torch::Device device, bool print) {
   const int64_t N = config.model.blocks, span = config.loss.span;
   std::string plan;  // blocks per rank, then the predicted load of each rank and each span's cost
-  if (t.rank() == 0) {
+  if (t.rank() == 0) try {
     const auto costs = time_spans(config, sample_shape, num_classes, *train, twin, device);
     std::vector<int64_t> sizes;
     for (int64_t k = 0; k < N; k += span) sizes.push_back(std::min(span, N - k));
@@ -71,8 +71,13 @@ Placement place_by_cost(const Config& config, Transport& t, const Shape& sample_
     for (auto l : b.load) s << l << ' ';
     for (auto c : costs) s << c << ' ';
     plan = s.str();
+  } catch (const std::exception& e) {
+    plan = std::string("error ") + e.what();  // every rank stops with it, none waits for a plan
   }
   t.broadcast_string(plan, 0);
+  if (plan.rfind("error ", 0) == 0)
+    throw AgreedError(kExitRuntime, "runtime.blocks_per_rank auto: timing the blocks failed: " + plan.substr(6),
+                      t.rank() == 0);
   std::istringstream in(plan);
   std::vector<int64_t> blocks(size_t(t.size()));
   std::vector<double> load(size_t(t.size()));

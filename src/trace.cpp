@@ -39,20 +39,22 @@ void write_trace(Transport& t, const Tracer& tracer, const std::string& path) {
     }
     return;
   }
+  std::vector<std::string> rows{mine};  // every rank's events first, so that no rank waits on a failure here
+  for (int r = 1; r < t.size(); ++r) {
+    auto size = torch::empty({1}, torch::kInt64);
+    t.irecv(size, r, kTagTrace, "trace size")->wait();
+    std::string events(size_t(size.item<int64_t>()), '\0');
+    if (!events.empty()) {
+      auto bytes = torch::from_blob(events.data(), {int64_t(events.size())}, torch::kUInt8);
+      t.irecv(bytes, r, kTagTrace, "trace events")->wait();
+    }
+    rows.push_back(std::move(events));
+  }
   std::ofstream out(path);
   if (!out) throw RuntimeError(path + ": cannot write the trace");
   out << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
   for (int r = 0; r < t.size(); ++r) {
-    std::string events = mine;
-    if (r > 0) {
-      auto size = torch::empty({1}, torch::kInt64);
-      t.irecv(size, r, kTagTrace, "trace size")->wait();
-      events.assign(size_t(size.item<int64_t>()), '\0');
-      if (!events.empty()) {
-        auto bytes = torch::from_blob(events.data(), {int64_t(events.size())}, torch::kUInt8);
-        t.irecv(bytes, r, kTagTrace, "trace events")->wait();
-      }
-    }
+    const std::string& events = rows[size_t(r)];
     out << (r ? ",\n" : "") << "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":" << r
         << ",\"args\":{\"name\":\"rank " << r << "\"}},\n"
         << "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":" << r << ",\"args\":{\"sort_index\":" << r << "}}";

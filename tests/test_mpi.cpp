@@ -223,8 +223,11 @@ TEST_CASE("flow control: with a slow last rank, no rank gets more than in_flight
   auto t = world();
   const auto data = shared_fixture(*t);
   for (int64_t in_flight : {1, 3}) {
-    auto c = small_config(data, test::temp_dir("slow-" + std::to_string(t->rank())) + "/run", in_flight);
-    c.data.train_limit = 500;  // 15 batches of 32
+    // A narrow MLP: its alpha messages are small enough that MPI sends them eagerly, completing
+    // a send before its receive is posted; only the credits hold the ranks back.
+    auto c = parse_config(test::small_config_yaml(data, test::temp_dir("slow-" + std::to_string(t->rank())) + "/run"),
+                          "test", {"model.type=mlp", "model.widths=[4,4,4]", "data.train_limit=500"});
+    c.train.in_flight = in_flight;
     TrainOptions options{false};
     if (t->rank() == t->size() - 1)  // the last rank is slow: the others would run away without credits
       options.before_step = [](int64_t) { std::this_thread::sleep_for(std::chrono::milliseconds(10)); };

@@ -36,6 +36,7 @@ class Autocast {
   bool enabled_;
   torch::DeviceType type_;
   bool previous_ = false;
+  at::ScalarType previous_dtype_ = at::kFloat;
 };
 
 // A CPU tensor on `device`: copied through pinned memory, asynchronously to the host.

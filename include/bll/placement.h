@@ -38,8 +38,8 @@ class Placement {
 };
 
 // Balanced placement (runtime.blocks_per_rank: auto): contiguous spans on `num_ranks` ranks so
-// that the largest per-rank sum of `span_costs` is as small as it can be (ties: earlier ranks
-// take fewer spans). `span_sizes[i]` is span i's block count. Returns blocks per rank.
+// that the largest per-rank sum of `span_costs` is as small as it can be (among equal plans,
+// earlier ranks take more spans). `span_sizes[i]` is span i's block count. Returns blocks per rank.
 struct Balanced {
   std::vector<int64_t> blocks_per_rank;
   std::vector<double> load;  // predicted cost of each rank

@@ -48,15 +48,18 @@ Autocast::Autocast(torch::Device device, bool enabled) : enabled_(enabled), type
   if (!enabled_) return;
 #ifdef BLL_AUTOCAST_BY_DEVICE_TYPE
   previous_ = at::autocast::is_autocast_enabled(type_);
+  previous_dtype_ = at::autocast::get_autocast_dtype(type_);
   at::autocast::set_autocast_dtype(type_, at::kBFloat16);
   at::autocast::set_autocast_enabled(type_, true);
 #else
   if (type_ == torch::kCUDA) {
     previous_ = at::autocast::is_enabled();
+    previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
     at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
     at::autocast::set_enabled(true);
   } else {
     previous_ = at::autocast::is_cpu_enabled();
+    previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
     at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
     at::autocast::set_cpu_enabled(true);
   }
@@ -69,9 +72,15 @@ Autocast::~Autocast() {
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();  // the bf16 copies of weights
 #ifdef BLL_AUTOCAST_BY_DEVICE_TYPE
   at::autocast::set_autocast_enabled(type_, previous_);
+  at::autocast::set_autocast_dtype(type_, previous_dtype_);
 #else
-  if (type_ == torch::kCUDA) at::autocast::set_enabled(previous_);
-  else at::autocast::set_cpu_enabled(previous_);
+  if (type_ == torch::kCUDA) {
+    at::autocast::set_enabled(previous_);
+    at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+  } else {
+    at::autocast::set_cpu_enabled(previous_);
+    at::autocast::set_autocast_cpu_dtype(previous_dtype_);
+  }
 #endif
 }
 

@@ -8,9 +8,10 @@
 // Flow control is by credits, not by when a send completes (MPI completes a small send eagerly,
 // before its receive is posted): a rank returns a credit to the one before it each time it takes
 // a batch's alpha, and a rank sends batch t only once it holds the credit of batch
-// t - in_flight. So rank k is at most in_flight batches ahead of rank k+1, rank 0 at most
-// (K-1)·in_flight ahead of the last rank, and at most that many label broadcasts are ever
-// unreceived. Because a block's update depends only on its input and the labels, the result is
+// t - in_flight. So rank k is at most in_flight batches ahead of rank k+1 and rank 0 at most
+// (K-1)·in_flight ahead of the last rank; rank 0 also keeps at most in_flight label broadcasts
+// outstanding (a transport that completes a broadcast only when every rank has joined it holds
+// rank 0 closer still). Because a block's update depends only on its input and the labels, the result is
 // the same for every placement and every in_flight.
 #include <chrono>
 #include <deque>
@@ -155,7 +156,8 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
       if (!alpha_out.empty()) alpha_out.front()->test();  // let MPI make progress between spans
     }
     if (!ends) {
-      while (t - credited >= window) {  // batch t - window has not been taken yet
+      // Credits that have arrived, then, while batch t - window has not been taken, a wait.
+      while (!credits_in.empty() && (t - credited >= window || credits_in.front().work->test())) {
         take(credits_in.front(), timing.wait_s, tracer, "wait for a credit");
         credits_in.pop_front();
         post_credit(++credited + window - 1);

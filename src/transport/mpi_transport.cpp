@@ -126,6 +126,8 @@ class MpiTransport : public Transport {
 
   void allreduce_sum(const torch::Tensor& t) override {
     require_contiguous(t, "allreduce");
+    if (t.element_size() == 2 && t.is_floating_point())  // moved as raw 16-bit words: MPI cannot add them
+      throw RuntimeError(std::string("mpi transport: allreduce of ") + c10::toString(t.scalar_type()) + " is not supported");
     auto host = outgoing(t);
     BLL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), int(t.numel()), mpi_type(t), MPI_SUM, comm_));
     if (!host.is_same(t)) t.copy_(host);

@@ -80,7 +80,7 @@ class NcclTransport : public Transport {
     settle(world_, "creating the NCCL communicator");
     // A communicator per neighbouring pair: pairs (0,1),(2,3),... in one split, (1,2),(3,4),...
     // in the other, so that a rank's sends and receives never queue behind each other.
-    for (int phase = 0; phase < 2; ++phase) {
+    for (int phase = 0; phase < 2 && size_ > 1; ++phase) {
       const int partner = (rank_ % 2 == phase) ? rank_ + 1 : rank_ - 1;
       const bool paired = partner >= 0 && partner < size_;
       const int color = paired ? std::min(rank_, partner) : NCCL_SPLIT_NOCOLOR;
@@ -95,10 +95,15 @@ class NcclTransport : public Transport {
   }
 
   ~NcclTransport() override {
+    // Queued work drains within the timeout, or (a peer is gone: an error elsewhere is
+    // unwinding) the communicators are aborted rather than waited for.
+    const auto start = Clock::now();
+    for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
+      while (s && !aborted_ && cudaStreamQuery(s) == cudaErrorNotReady) {
+        if (std::chrono::duration<double>(Clock::now() - start).count() > opt_.timeout_s) abort();
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
     // The communicators go first: NCCL may still refer to the streams they last ran on.
-    if (!aborted_)
-      for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
-        if (s) cudaStreamSynchronize(s);
     for (ncclComm_t c : {next_, prev_, world_})
       if (c && !aborted_) ncclCommDestroy(c);
     for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
@@ -173,6 +178,7 @@ class NcclTransport : public Transport {
   }
 
   int rank_id() const { return rank_; }
+  bool aborted() const { return aborted_; }
   double timeout_s() const { return opt_.timeout_s; }
 
  private:
@@ -187,6 +193,7 @@ class NcclTransport : public Transport {
   // call on it and returns a Work that completes with it.
   template <class Call>
   WorkPtr enqueue(const torch::Tensor& t, cudaStream_t stream, ncclComm_t comm, const std::string& what, Call call) {
+    if (aborted_) throw RuntimeError("rank " + std::to_string(rank_) + ": nccl transport: " + what + " after the communicators were aborted");
     if (!t.is_cuda() || t.get_device() != opt_.device)
       throw RuntimeError("nccl transport: " + what + ": tensor is not on this rank's GPU " + std::to_string(opt_.device));
     if (!t.is_contiguous()) throw RuntimeError("nccl transport: " + what + ": tensor is not contiguous");
@@ -229,8 +236,8 @@ class NcclTransport : public Transport {
   void abort() {
     if (aborted_) return;
     aborted_ = true;
-    for (ncclComm_t c : {next_, prev_, world_})
-      if (c) ncclCommAbort(c);
+    for (ncclComm_t* c : {&next_, &prev_, &world_})
+      if (*c) ncclCommAbort(*c), *c = nullptr;  // freed by the abort
   }
 
   std::unique_ptr<Transport> host_;
@@ -249,6 +256,8 @@ NcclWork::~NcclWork() {
 
 bool NcclWork::test() {
   if (complete_) return true;
+  if (owner_.aborted())
+    throw RuntimeError("rank " + std::to_string(owner_.rank_id()) + ": " + what_ + ": the NCCL communicators were aborted");
   const cudaError_t e = cudaEventQuery(done_);
   if (e == cudaErrorNotReady) {
     owner_.check_async(what_);
