@@ -3,7 +3,7 @@
 
     scripts/timeline.py RUN_DIR/trace.json OUT.png [--from S] [--to S] [--title TEXT]
 
-Compute events (forward + local loss, backward, optimizer step, evaluation) are drawn in
+Compute events (forward [+ local loss], backward, optimizer step, evaluation) are drawn in
 colour, waits in grey, sends and batch loading thin; --from/--to pick a window in seconds.
 """
 import argparse
@@ -16,11 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 COLOURS = {
     "forward + local loss": "#4c72b0",
+    "forward": "#4c72b0",
     "backward": "#dd8452",
     "optimizer step": "#55a868",
     "evaluation": "#8172b3",
     "load batch": "#937860",
     "send alpha": "#c44e52",
+    "send gradient": "#da8bc3",
 }
 WAIT = "#bbbbbb"
 
@@ -39,7 +41,7 @@ def main():
     ranks = sorted({e["pid"] for e in events})
     start = args.start if args.start is not None else min(e["ts"] for e in events) / 1e6
     end = args.end if args.end is not None else max(e["ts"] + e["dur"] for e in events) / 1e6
-    fig, ax = plt.subplots(figsize=(12, 0.6 * len(ranks) + 1.2))
+    fig, ax = plt.subplots(figsize=(12, 0.6 * len(ranks) + 1.8))
     for e in events:
         t0, t1 = e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6
         if t1 < start or t0 > end:
@@ -52,11 +54,10 @@ def main():
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in list(COLOURS.values()) + [WAIT]]
-    ax.legend(handles, list(COLOURS) + ["waiting"], ncol=7, fontsize=7, loc="upper center",
-              bbox_to_anchor=(0.5, -0.35 if len(ranks) > 2 else -0.5))
+    fig.legend(handles, list(COLOURS) + ["waiting"], ncol=len(handles), fontsize=7, loc="lower center")
     if args.title:
         ax.set_title(args.title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(args.out, dpi=120)
 
 
