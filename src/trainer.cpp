@@ -330,6 +330,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     EpochRecord rec = gather_epoch(t, epoch, train_stats, test_stats, tt, et,
                                    num_batches(info.n_train, config.train.batch_size, true) * config.train.batch_size,
                                    learners.front(), info.float_labels != 0);
+    if (config.train.method == "bp") rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp
     if (metrics) metrics->append(rec);
     if (print) {
       std::printf("%s\n", format_epoch_line(rec, epochs).c_str());
