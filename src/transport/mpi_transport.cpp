@@ -1,13 +1,8 @@
-#include <chrono>
-#include <thread>
-
 #include "bll/error.h"
 #include "bll/transport/mpi.h"
 
 namespace bll {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 MPI_Datatype mpi_type(const torch::Tensor& t) {
   switch (t.scalar_type()) {
@@ -64,20 +59,10 @@ class MpiWork : public Work {
   }
 
   void wait() override {
-    if (test()) return;
-    const auto start = Clock::now();
-    auto pause = std::chrono::microseconds(2);
-    while (!test()) {
-      const double s = std::chrono::duration<double>(Clock::now() - start).count();
-      if (s > opt_.timeout_s)
-        throw RuntimeError("timed out after " + std::to_string(int(s)) + " s waiting for " + what_ +
-                           " (runtime: a peer rank stopped or is stuck)");
-      if (opt_.poll_with_sleep) {
-        std::this_thread::sleep_for(pause);
-        pause = std::min(pause * 2, std::chrono::microseconds(500));
-      }
-    }
-    waited_ += std::chrono::duration<double>(Clock::now() - start).count();
+    poll(opt_.timeout_s, opt_.poll_with_sleep, std::chrono::microseconds(500), [&](double s) {
+      throw RuntimeError("timed out after " + std::to_string(int(s)) + " s waiting for " + what_ +
+                         " (runtime: a peer rank stopped or is stuck)");
+    });
   }
 
  private:

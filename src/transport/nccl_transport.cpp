@@ -271,16 +271,8 @@ bool NcclWork::test() {
 }
 
 void NcclWork::wait() {
-  if (test()) return;
-  const auto start = Clock::now();
-  auto pause = std::chrono::microseconds(2);
-  while (!test()) {
-    const double s = std::chrono::duration<double>(Clock::now() - start).count();
-    if (s > owner_.timeout_s()) owner_.time_out(what_, s);
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(200));
-  }
-  waited_ += std::chrono::duration<double>(Clock::now() - start).count();
+  poll(owner_.timeout_s(), /*sleep=*/true, std::chrono::microseconds(200),
+       [&](double s) { owner_.time_out(what_, s); });
 }
 
 }  // namespace

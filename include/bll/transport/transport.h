@@ -14,8 +14,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 namespace bll {
 
@@ -27,6 +30,27 @@ class Work {
   double waited_seconds() const { return waited_; }
 
  protected:
+  // The waiting loop of every backend: polls test() until it is true, sleeping a growing pause
+  // (up to `max_pause`; none when `sleep` is false) between polls, and adds the time to
+  // waited_seconds(). Once more than `timeout_s` has passed it calls on_timeout(seconds waited),
+  // which must throw.
+  template <class OnTimeout>
+  void poll(double timeout_s, bool sleep, std::chrono::microseconds max_pause, OnTimeout on_timeout) {
+    if (test()) return;
+    using Clock = std::chrono::steady_clock;
+    const auto start = Clock::now();
+    auto pause = std::chrono::microseconds(2);
+    while (!test()) {
+      const double s = std::chrono::duration<double>(Clock::now() - start).count();
+      if (s > timeout_s) on_timeout(s);
+      if (sleep) {
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, max_pause);
+      }
+    }
+    waited_ += std::chrono::duration<double>(Clock::now() - start).count();
+  }
+
   double waited_ = 0;
 };
 using WorkPtr = std::unique_ptr<Work>;
