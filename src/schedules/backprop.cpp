@@ -5,6 +5,7 @@
 
 #include "bll/device.h"
 #include "bll/error.h"
+#include "waiting.h"
 
 namespace bll {
 
@@ -12,10 +13,8 @@ std::unique_ptr<Schedule> make_stream_schedule(ScheduleContext context);
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = ScheduleClock;
 constexpr int kTagAlpha = 301, kTagGrad = 302;
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // One micro-batch on this rank: each span's input and output, and the loss on the last rank.
 struct Micro {
@@ -57,16 +56,7 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
 
   PhaseTiming timing;
   const auto start = Clock::now();
-  auto wait = [&](WorkPtr w, const char* what) {
-    Tracer::Span span(w->test() ? nullptr : tracer, what, "wait");
-    w->wait();
-    timing.wait_s += w->waited_seconds();
-  };
-  // Time of a span's work, shared evenly by its blocks.
-  auto charge = [&](BlockLearner& l, Clock::time_point from) {
-    const double share = since(from) / double(l.blocks().size());
-    for (auto& block : l.blocks()) stats[size_t(block->index())].seconds += share;
-  };
+  auto wait = [&](WorkPtr w, const char* what) { wait_for(*w, timing.wait_s, tracer, what); };
 
   for (int64_t b = 0; b < n; ++b) {
     if (tracer) tracer->set_batch(b);
@@ -107,7 +97,7 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
           if (s + 1 == learners.size() && ends)
             mb.loss = learners[s].output_loss(mb.out.back(), y.narrow(0, first[size_t(op.micro)], rows),
                                               double(rows) / double(batch_size), stats);
-          charge(learners[s], from);
+          charge(learners[s], from, stats);
         }
         if (!ends) {
           Tracer::Span span(tracer, "send alpha", "comm");
@@ -128,7 +118,7 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
           } else {
             mb.out[s].backward(mb.in[s + 1].grad());
           }
-          charge(learners[s], from);
+          charge(learners[s], from, stats);
         }
         if (!feeds) {
           Tracer::Span span(tracer, "send gradient", "comm");
@@ -142,7 +132,7 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
       Tracer::Span span(tracer, "optimizer step", "compute");
       const auto from = Clock::now();
       l.step();
-      charge(l, from);
+      charge(l, from, stats);
     }
     if (progress) progress(b + 1, n);
   }

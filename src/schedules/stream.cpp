@@ -19,14 +19,13 @@
 #include "bll/device.h"
 #include "bll/error.h"
 #include "bll/schedules/schedule.h"
+#include "waiting.h"
 
 namespace bll {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = ScheduleClock;
 constexpr int kTagTrain = 101, kTagEval = 102, kTagCredit = 110;
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // A message on its way in: the buffer and the handle that fills it.
 struct Incoming {
@@ -35,18 +34,14 @@ struct Incoming {
 };
 
 torch::Tensor take(Incoming& in, double& wait_s, Tracer* tracer, const char* what) {
-  Tracer::Span span(in.work->test() ? nullptr : tracer, what, "wait");
-  in.work->wait();
-  wait_s += in.work->waited_seconds();
+  wait_for(*in.work, wait_s, tracer, what);
   return in.tensor;
 }
 
 // Keeps at most `limit` handles outstanding; waits for the oldest beyond that.
 void bound(std::deque<WorkPtr>& q, size_t limit, double& wait_s, Tracer* tracer = nullptr) {
   while (q.size() > limit) {
-    Tracer::Span span(q.front()->test() ? nullptr : tracer, "wait for a send", "wait");
-    q.front()->wait();
-    wait_s += q.front()->waited_seconds();
+    wait_for(*q.front(), wait_s, tracer, "wait for a send");
     q.pop_front();
   }
 }
@@ -150,9 +145,7 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
       x = step(learner, x, y, stats);
       // Messages are rounded to their precision at every span boundary, on one rank or across two.
       if (i + 1 < ctx_.learners.size() || !ends) x = x.to(opt.message_dtype);
-      // A span's forward and backward run as one piece: its time is shared evenly by its blocks.
-      const double share = since(step_start) / double(learner.blocks().size());
-      for (auto& block : learner.blocks()) stats[size_t(block->index())].seconds += share;
+      charge(learner, step_start, stats);
       if (!alpha_out.empty()) alpha_out.front()->test();  // let MPI make progress between spans
     }
     if (!ends) {
