@@ -1,5 +1,7 @@
 // Catch2 main for MPI tests: every rank runs every test case in the same order (the cases use
 // collectives). The result is agreed across ranks so that all exit with the same code.
+// Built with BLL_SUITE_NEEDS_GPU (the GPU suite), every rank exits with 77 where no GPU is
+// visible, which CTest reports as skipped, with a line saying why.
 #define CATCH_CONFIG_RUNNER
 #include <mpi.h>
 
@@ -12,6 +14,13 @@ int main(int argc, char** argv) {
   torch::set_num_threads(1);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+#ifdef BLL_SUITE_NEEDS_GPU
+  if (torch::cuda::device_count() == 0) {
+    if (rank == 0) std::printf("no GPU visible to this process: GPU tests skipped\n");
+    MPI_Finalize();
+    return 77;
+  }
+#endif
   Catch::Session session;
   if (rank != 0) session.configData().reporterName = "compact";  // other ranks: failures and a total
   int failed = session.run(argc, argv);
