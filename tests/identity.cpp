@@ -45,6 +45,16 @@ double worst_difference(Transport& t, const TrainResult& single, const TrainResu
 
 }  // namespace
 
+std::string shared_fixture(Transport& t) {
+  std::string dir;
+  if (t.rank() == 0) {
+    dir = temp_dir("mpi-data");
+    write_idx_dataset(dir, 512, 256, 5);
+  }
+  t.broadcast_string(dir, 0);
+  return dir;
+}
+
 Identity train_alone_and_together(Transport& t, const std::function<std::unique_ptr<Transport>()>& make_self,
                                   Config config, const TrainOptions& options) {
   const auto base = temp_dir("identity-" + std::to_string(t.rank()));

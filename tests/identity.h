@@ -12,6 +12,10 @@
 
 namespace bll::test {
 
+// The fixture data set (512 training, 256 test images), written once by rank 0 into a folder
+// every rank can read; every rank gets its path. Collective over `t`.
+std::string shared_fixture(Transport& t);
+
 struct Identity {
   double worst = 0;  // largest |difference| of any parameter or buffer (rank 0; 0 elsewhere)
   EpochRecord single, multi;  // last epochs (single: rank 0 only)

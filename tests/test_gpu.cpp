@@ -70,18 +70,8 @@ std::vector<std::string> transports() {
 }
 
 std::string shared_fixture() {
-  std::string dir;
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank == 0) {
-    dir = test::temp_dir("gpu-data");
-    test::write_idx_dataset(dir, 512, 256, 5);
-  }
-  int64_t n = int64_t(dir.size());
-  MPI_Bcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
-  dir.resize(size_t(n));
-  MPI_Bcast(dir.data(), int(n), MPI_CHAR, 0, MPI_COMM_WORLD);
-  return dir;
+  auto t = make_mpi_transport(MPI_COMM_WORLD);
+  return test::shared_fixture(*t);
 }
 
 }  // namespace

@@ -22,15 +22,7 @@ namespace {
 std::unique_ptr<Transport> world() { return make_mpi_transport(MPI_COMM_WORLD); }
 
 // The fixture data set, written once by rank 0 into a folder every rank can read.
-std::string shared_fixture(Transport& t) {
-  std::string dir;
-  if (t.rank() == 0) {
-    dir = test::temp_dir("mpi-data");
-    test::write_idx_dataset(dir, 512, 256, 5);
-  }
-  t.broadcast_string(dir, 0);
-  return dir;
-}
+using test::shared_fixture;
 
 Config small_config(const std::string& data_dir, const std::string& run_dir, int64_t in_flight) {
   auto c = parse_config(test::small_config_yaml(data_dir, run_dir), "test", {});
