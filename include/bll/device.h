@@ -5,9 +5,12 @@
 
 #include <torch/torch.h>
 
+#include <deque>
+#include <memory>
 #include <string>
 
 #include "bll/config.h"
+#include "bll/data/loader.h"
 #include "bll/placement.h"
 
 namespace bll {
@@ -41,6 +44,30 @@ class Autocast {
 
 // A CPU tensor on `device`: copied through pinned memory, asynchronously to the host.
 torch::Tensor to_device(const torch::Tensor& t, torch::Device device);
+
+// Rank 0's input batches on their way to its device. stage() starts moving a batch; take()
+// returns the oldest staged one, ordered before any kernel queued after the call. On a GPU the
+// copy runs from pinned memory on a stream of its own (where the CUDA runtime is built in), so
+// that staging batch t + 1 before computing batch t overlaps the copy with the compute.
+class InputStager {
+ public:
+  class Copier {  // one device's way to copy a batch; see make_cuda_copier
+   public:
+    virtual ~Copier() = default;
+    virtual void start(const Batch& host, Batch& on_device) = 0;  // on_device is allocated
+    virtual void finish() = 0;  // the oldest started copy: order the compute stream after it
+  };
+
+  InputStager(torch::Device device, int rank);  // rank: named in errors
+  ~InputStager();
+  void stage(Batch batch);
+  Batch take();
+
+ private:
+  torch::Device device_;
+  std::unique_ptr<Copier> copier_;  // null: copy at take(), on the compute stream
+  std::deque<Batch> staged_;
+};
 
 // The dtype alpha travels in between spans (runtime.message_precision).
 torch::Dtype message_dtype(const RuntimeConfig& config);

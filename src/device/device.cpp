@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include "bll/error.h"
+#include "cuda_copier.h"
 
 // The autocast API took a device type in libtorch 2.4; before that it had one switch per device.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -89,6 +90,36 @@ torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
   if (!device.is_cuda()) return t.to(device);
   // The pinned copy stays reserved by torch's host allocator until the transfer has completed.
   return t.pin_memory().to(device, /*non_blocking=*/true);
+}
+
+InputStager::InputStager(torch::Device device, int rank) : device_(device) {
+#ifdef BLL_HAVE_CUDART
+  if (device.is_cuda()) copier_ = make_cuda_copier(device, rank);
+#endif
+}
+
+InputStager::~InputStager() = default;
+
+void InputStager::stage(Batch batch) {
+  if (copier_) {
+    Batch host{batch.x.contiguous().pin_memory(), batch.y.contiguous().pin_memory()};
+    Batch dev{torch::empty_like(host.x, host.x.options().device(device_).pinned_memory(false)),
+              torch::empty_like(host.y, host.y.options().device(device_).pinned_memory(false))};
+    copier_->start(host, dev);
+    batch = std::move(dev);
+  }
+  staged_.push_back(std::move(batch));
+}
+
+Batch InputStager::take() {
+  if (staged_.empty()) throw RuntimeError("input stager: take() without a staged batch");
+  Batch batch = std::move(staged_.front());
+  staged_.pop_front();
+  if (copier_) {
+    copier_->finish();
+    return batch;
+  }
+  return {to_device(batch.x, device_), to_device(batch.y, device_)};
 }
 
 torch::Dtype message_dtype(const RuntimeConfig& config) {

@@ -115,6 +115,8 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
   };
   int64_t credited = 0;  // batches the next rank has taken (credits received)
   for (int64_t t = 0; t < window; ++t) post(t), post_credit(t);
+  InputStager input(opt.device, rank);  // batch t + 1 is staged before batch t computes
+  if (feeds && n > 0) input.stage(source->get(0));
 
   Tracer* tracer = opt.tracer;
   for (int64_t t = 0; t < n; ++t) {
@@ -123,8 +125,9 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
     if (feeds) {
       {
         Tracer::Span span(tracer, "load batch", "data");
-        Batch batch = source->get(t);
-        x = to_device(batch.x, opt.device), y = to_device(batch.y, opt.device);
+        Batch batch = input.take();
+        if (t + 1 < n) input.stage(source->get(t + 1));
+        x = batch.x, y = batch.y;
       }
       labels_out.push_back(transport.ibroadcast(y, 0, "labels of " + id(t)));
       bound(labels_out, size_t(window), timing.wait_s, tracer);

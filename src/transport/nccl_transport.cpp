@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "bll/error.h"
+#include "device/cuda_check.h"
 #include "bll/transport/nccl.h"
 
 namespace bll {
@@ -13,23 +14,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string where(const char* file, int line) { return std::string(" at ") + file + ":" + std::to_string(line); }
-
-// Checks a CUDA runtime call; names the call, file, line, CUDA's error string and the rank.
-#define BLL_CUDA_CHECK(rank, call)                                                                     \
-  do {                                                                                                 \
-    cudaError_t bll_e_ = (call);                                                                       \
-    if (bll_e_ != cudaSuccess)                                                                         \
-      throw RuntimeError("rank " + std::to_string(rank) + ": " #call " failed" + where(__FILE__, __LINE__) + \
-                         ": " + cudaGetErrorString(bll_e_));                                           \
-  } while (0)
-
 // Checks an NCCL call that may also answer ncclInProgress (non-blocking communicators).
 #define BLL_NCCL_CHECK(rank, call)                                                                     \
   do {                                                                                                 \
     ncclResult_t bll_r_ = (call);                                                                      \
     if (bll_r_ != ncclSuccess && bll_r_ != ncclInProgress)                                             \
-      throw RuntimeError("rank " + std::to_string(rank) + ": " #call " failed" + where(__FILE__, __LINE__) + \
+      throw RuntimeError("rank " + std::to_string(rank) + ": " #call " failed" + source_line(__FILE__, __LINE__) + \
                          ": " + ncclGetErrorString(bll_r_) + " (" + ncclGetLastError(nullptr) + ")");  \
   } while (0)
 

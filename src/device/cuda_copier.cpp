@@ -1,0 +1,103 @@
+#include "cuda_copier.h"
+
+#include <deque>
+#include <vector>
+
+#include "cuda_check.h"
+
+namespace bll {
+namespace {
+
+// Copies batches host-to-device on a non-blocking stream of its own. A copy starts after the
+// kernels already queued on libtorch's default stream (the memory it writes may have just been
+// freed by them), so staging batch t + 1 before queuing batch t's compute overlaps the two;
+// finish() makes the default stream wait for the copy. The pinned sources stay alive until
+// their copy has completed.
+class CudaCopier : public InputStager::Copier {
+ public:
+  CudaCopier(torch::Device device, int rank) : device_(device.index()), rank_(rank) {
+    BLL_CUDA_CHECK(rank_, cudaSetDevice(device_));
+    BLL_CUDA_CHECK(rank_, cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+
+  ~CudaCopier() override {
+    // Nothing may throw here: on an error path the copies are abandoned with the process.
+    for (auto& c : copies_) {
+      cudaEventSynchronize(c.done);
+      cudaEventDestroy(c.done);
+    }
+    for (cudaEvent_t e : free_) cudaEventDestroy(e);
+    cudaStreamDestroy(stream_);
+  }
+
+  void start(const Batch& host, Batch& on_device) override {
+    BLL_CUDA_CHECK(rank_, cudaSetDevice(device_));  // the legacy stream below is this device's
+    retire();
+    cudaEvent_t queued = event(), done = event();
+    BLL_CUDA_CHECK(rank_, cudaEventRecord(queued, cudaStreamLegacy));  // libtorch's default stream
+    BLL_CUDA_CHECK(rank_, cudaStreamWaitEvent(stream_, queued, 0));
+    free_.push_back(queued);  // reusable at once: the wait was queued with the event's state now
+    copy(host.x, on_device.x);
+    copy(host.y, on_device.y);
+    BLL_CUDA_CHECK(rank_, cudaEventRecord(done, stream_));
+    copies_.push_back({host, done, false});
+  }
+
+  void finish() override {
+    for (auto& c : copies_) {
+      if (c.waited) continue;
+      BLL_CUDA_CHECK(rank_, cudaSetDevice(device_));
+      BLL_CUDA_CHECK(rank_, cudaStreamWaitEvent(cudaStreamLegacy, c.done, 0));
+      c.waited = true;
+      return;
+    }
+    throw RuntimeError("rank " + std::to_string(rank_) + ": input stager: no copy to finish");
+  }
+
+ private:
+  struct Copy {
+    Batch pinned;  // the source, alive until `done`
+    cudaEvent_t done;
+    bool waited;
+  };
+
+  cudaEvent_t event() {
+    if (!free_.empty()) {
+      cudaEvent_t e = free_.back();
+      free_.pop_back();
+      return e;
+    }
+    cudaEvent_t e;
+    BLL_CUDA_CHECK(rank_, cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return e;
+  }
+
+  void copy(const torch::Tensor& from, torch::Tensor& to) {
+    BLL_CUDA_CHECK(rank_, cudaMemcpyAsync(to.data_ptr(), from.data_ptr(), size_t(from.nbytes()),
+                                            cudaMemcpyHostToDevice, stream_));
+  }
+
+  // Releases the pinned sources of the copies that have completed and been handed over.
+  void retire() {
+    while (!copies_.empty() && copies_.front().waited) {
+      cudaError_t e = cudaEventQuery(copies_.front().done);
+      if (e == cudaErrorNotReady) return;
+      BLL_CUDA_CHECK(rank_, e);
+      free_.push_back(copies_.front().done);
+      copies_.pop_front();
+    }
+  }
+
+  int device_, rank_;
+  cudaStream_t stream_ = nullptr;
+  std::deque<Copy> copies_;
+  std::vector<cudaEvent_t> free_;
+};
+
+}  // namespace
+
+std::unique_ptr<InputStager::Copier> make_cuda_copier(torch::Device device, int rank) {
+  return std::make_unique<CudaCopier>(device, rank);
+}
+
+}  // namespace bll
