@@ -1,6 +1,9 @@
 #include "fixtures.h"
 
+#include <ftw.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <filesystem>
 
@@ -51,9 +54,17 @@ void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test
   write_cifar10(dir + "/test_batch.bin", colour(img), lab);
 }
 
+// Removes a directory tree with POSIX nftw, not std::filesystem::remove_all: the CUDA libtorch
+// of PyTorch's wheels exports its own copy of remove_all, which the dynamic linker may bind
+// here, and that copy jumps to a null pointer on a non-empty directory.
+void remove_tree(const std::string& path) {
+  nftw(path.c_str(), [](const char* file, const struct stat*, int, struct FTW*) { return std::remove(file); }, 16,
+       FTW_DEPTH | FTW_PHYS);
+}
+
 std::string temp_dir(const std::string& name) {
   const fs::path p = fs::temp_directory_path() / ("bll-test-" + std::to_string(getpid()) + "-" + name);
-  fs::remove_all(p);
+  remove_tree(p.string());
   fs::create_directories(p);
   return p.string();
 }
