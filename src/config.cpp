@@ -213,15 +213,18 @@ Config resolve(const Entries& entries, const std::string& source) {
   if (c.data.dataset != "reversal" && c.data.dir.empty())
     throw ConfigError(source + ": missing required key 'data.dir' (data.dataset " + c.data.dataset +
                       " is read from files; scripts/get_data.sh " + c.data.dataset + " puts them in data/)");
-  if (c.train.schedule == "auto") c.train.schedule = c.train.method == "bll" ? "stream" : "gpipe";
-  if ((c.train.method == "bll") != (c.train.schedule == "stream"))
+  if (c.train.schedule == "auto") c.train.schedule = c.train.end_to_end() ? "gpipe" : "stream";
+  if (c.train.end_to_end() == (c.train.schedule == "stream"))
     throw ConfigError(source + ": key 'train.schedule': " + c.train.schedule + " does not run train.method " +
-                      c.train.method + " (bll runs on stream; bp on gpipe or 1f1b)");
+                      c.train.method + " (bll, greedy and predsim run on stream; bp and fa on gpipe or 1f1b)");
+  if (c.train.method == "predsim" && c.data.task == "autoencode")
+    throw ConfigError(source + ": key 'train.method': predsim matches similarities of class labels; data.task "
+                      "autoencode has image targets (use bll, bp, fa or greedy)");
   if (c.train.micro_batches > c.train.batch_size)
     throw ConfigError(source + ": key 'train.micro_batches': " + std::to_string(c.train.micro_batches) +
                       " micro-batches do not fit in a batch of " + std::to_string(c.train.batch_size));
-  if (c.train.method == "bp" && c.runtime.transport == "nccl")
-    throw ConfigError(source + ": key 'train.method': bp over runtime.transport=nccl is not built yet (alpha and "
+  if (c.train.end_to_end() && c.runtime.transport == "nccl")
+    throw ConfigError(source + ": key 'train.method': " + c.train.method + " over runtime.transport=nccl is not built yet (alpha and "
                       "gradients would share one pair communicator in both directions); use runtime.transport=mpi");
   if (c.runtime.transport == "nccl" && c.runtime.device != "cuda")
     throw ConfigError(source + ": key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda "

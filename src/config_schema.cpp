@@ -147,13 +147,18 @@ std::vector<KeySpec> make_schema() {
     row("train.seed", &C::train, &TrainConfig::seed, "0", "seed of initialization, shuffling and augmentation", range(0, kBig)),
     row("train.in_flight", &C::train, &TrainConfig::in_flight, "2", "batches a rank may run ahead of the next rank", range(1, 1024)),
     row("train.method", &C::train, &TrainConfig::method, "bll",
-        "bll: block-local learning; bp: end-to-end back-propagation, gradients sent back rank to rank",
-        one_of({"bll", "bp"})),
+        "bll: block-local learning; bp: end-to-end back-propagation, gradients sent back rank to rank; fa: bp "
+        "with fixed random feedback weights in each layer's backward (feedback alignment); greedy: each block "
+        "learns from its readout alone; predsim: readout + similarity matching per block (Noekland and Eidnes, 2019)",
+        one_of({"bll", "bp", "fa", "greedy", "predsim"})),
     row("train.schedule", &C::train, &TrainConfig::schedule, "auto",
-        "when things happen: stream (bll's free-running pipeline), gpipe or 1f1b (bp); auto = stream for bll, gpipe for bp",
+        "when things happen: stream (the free-running pipeline of bll, greedy, predsim), gpipe or 1f1b (bp, fa); "
+        "auto = stream or gpipe",
         one_of({"auto", "stream", "gpipe", "1f1b"})),
     row("train.micro_batches", &C::train, &TrainConfig::micro_batches, "1",
-        "bp: micro-batches each mini-batch is split into; their gradients add up before the update", range(1, 4096)),
+        "bp, fa: micro-batches each mini-batch is split into; their gradients add up before the update", range(1, 4096)),
+    row("train.sim_weight", &C::train, &TrainConfig::sim_weight, "0.99",
+        "predsim: beta in (1 - beta) * readout cross-entropy + beta * similarity-matching loss", range(0, 1)),
 
     row("runtime.run_dir", &C::runtime, &RuntimeConfig::run_dir, "", "run directory, relative to the working directory (default: runs/<config file name>)"),
     row("runtime.threads", &C::runtime, &RuntimeConfig::threads, "0", "intra-op threads per rank (0 = node cores / ranks on the node)", range(0, 4096)),

@@ -6,6 +6,7 @@
 #include "bll/error.h"
 #include "bll/losses/local_loss.h"
 #include "bll/losses/reconstruction.h"
+#include "bll/losses/similarity.h"
 #include "bll/optim.h"
 
 namespace bll {
@@ -30,12 +31,20 @@ BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int6
   for (auto& block : blocks_)
     if (block->has_twin() && !twin_)
       throw RuntimeError("block " + std::to_string(block->index()) + " has a twin feedback but no twin codes");
+  // Parameters the method does not train: a feedback network solved in closed form; feedback
+  // and twin networks outside bll; readouts under the end-to-end methods.
+  const std::string& method = config.train.method;
+  auto untrained = [&](const Block& block, const std::string& key) {
+    const bool feedback = key.rfind("feedback.", 0) == 0 || key.rfind("twin.", 0) == 0;
+    return (feedback && (method != "bll" || closed_form_feedback(block))) ||
+           (key.rfind("readout.", 0) == 0 && config.train.end_to_end());
+  };
   std::vector<torch::Tensor> trained;
   for (auto& block : blocks_)
     for (const auto& p : block->named_parameters()) {
-      const bool solved = closed_form_feedback(block) && p.key().rfind("feedback.", 0) == 0;
-      p.value().set_requires_grad(!solved);
-      if (!solved) trained.push_back(p.value());
+      const bool skip = untrained(block, p.key());
+      p.value().set_requires_grad(!skip);
+      if (!skip) trained.push_back(p.value());
     }
   optimizer_ = make_optimizer(trained, config.optim);
 }
@@ -130,6 +139,9 @@ torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& 
       loss.total = loss.pred = predictive_loss(pred, y);
       loss.kl = torch::zeros({});
       x = alpha;
+    } else if (config_.train.method != "bll") {  // greedy or predsim: no feedback, no KL
+      loss = readout_loss(alpha, pred, y);
+      x = alpha;
     } else {
       const auto message = per_token(alpha, tokens);
       const auto a = channel_means(message);
@@ -152,6 +164,21 @@ torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& 
     score(pred.detach(), y, s);
   }
   return total;
+}
+
+LocalLoss BlockLearner::readout_loss(const torch::Tensor& alpha, const torch::Tensor& pred, const torch::Tensor& y) const {
+  LocalLoss loss;
+  loss.pred = predictive_loss(pred, y);
+  if (config_.train.method == "predsim") {
+    const bool tokens = y.dim() == 2;
+    loss.kl = similarity_matching_loss(per_token(alpha, tokens), y.reshape(-1), num_classes_);
+    const double beta = config_.train.sim_weight;
+    loss.total = (1.0 - beta) * loss.pred + beta * loss.kl;
+  } else {
+    loss.kl = torch::zeros({}, pred.options());
+    loss.total = loss.pred;
+  }
+  return loss;
 }
 
 torch::Tensor BlockLearner::forward_graph(const torch::Tensor& x) {

@@ -263,8 +263,10 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   const DataInfo info = start_up(config, run_dir, t, data);
   const auto shapes =
       agreed(rank, [&] { return block_boundary_shapes(config.model, info.sample_shape, info.num_classes); });
-  const auto layers =
-      agreed(rank, [&] { return block_layer_counts(config.model, info.sample_shape, info.num_classes); });
+  const auto layers = agreed(rank, [&] {
+    require_method(config, info.sample_shape, info.num_classes);
+    return block_layer_counts(config.model, info.sample_shape, info.num_classes);
+  });
 
   // What: the learners of this rank's blocks, one per span of loss.span blocks; with twin
   // feedback, the snapshot of every twin that gives their inputs.
@@ -330,7 +332,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     EpochRecord rec = gather_epoch(t, epoch, train_stats, test_stats, tt, et,
                                    num_batches(info.n_train, config.train.batch_size, true) * config.train.batch_size,
                                    learners.front(), info.float_labels != 0);
-    if (config.train.method == "bp") rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp
+    if (config.train.end_to_end()) rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp, fa
     if (metrics) metrics->append(rec);
     if (print) {
       std::printf("%s\n", format_epoch_line(rec, epochs).c_str());

@@ -57,6 +57,10 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
 fi
 expect "nccl needs a GPU" 2 "key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda" -- \
   "$train" "$work/ok.yaml" runtime.transport=nccl
+expect "fa refuses a model it does not cover, 2 ranks" 2 \
+  "^bll-train: error: train.method fa: model.type transformer \(unit layer1\) has a layer that feedback alignment does not cover" -- \
+  "$mpiexec" -np 2 "$train" "$work/ok.yaml" train.method=fa data.dataset=reversal model.type=transformer model.width=8 \
+  model.blocks=2 data.train_limit=64 data.test_limit=32
 
 # runtime.trace: one trace.json of valid trace events, a row per rank, each with compute events.
 expect "trace of a 4-rank run" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" runtime.trace=true runtime.run_dir="$work/trace"

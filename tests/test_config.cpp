@@ -139,7 +139,7 @@ TEST_CASE("runtime.blocks_per_rank takes a list or auto, and nothing else") {
                     Contains("key 'runtime.blocks_per_rank': expected a list of integers in [1, 1024], or auto, got 'even'"));
 }
 
-TEST_CASE("train.schedule must suit train.method, and micro-batches must fit a batch") {
+TEST_CASE("train.schedule must suit train.method, micro-batches must fit a batch, methods refuse what they cannot run") {
   CHECK(parse_config(kMinimal, "f.yaml", {}).train.schedule == "stream");
   CHECK(parse_config(kMinimal, "f.yaml", {"train.method=bp"}).train.schedule == "gpipe");
   CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.schedule=gpipe"}),
@@ -148,4 +148,15 @@ TEST_CASE("train.schedule must suit train.method, and micro-batches must fit a b
                     Contains("stream does not run train.method bp"));
   CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.method=bp", "train.micro_batches=100000"}),
                     Contains("key 'train.micro_batches'"));
+  CHECK(parse_config(kMinimal, "f.yaml", {"train.method=fa"}).train.schedule == "gpipe");
+  for (const char* local : {"train.method=greedy", "train.method=predsim"})
+    CHECK(parse_config(kMinimal, "f.yaml", {local}).train.schedule == "stream");
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.method=greedy", "train.schedule=1f1b"}),
+                    Contains("1f1b does not run train.method greedy"));
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.method=predsim", "data.task=autoencode",
+                                                       "model.type=autoencoder", "loss.feedback=gradient"}),
+                    Contains("key 'train.method': predsim"));
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.method=fa", "runtime.device=cuda", "runtime.transport=nccl"}),
+                    Contains("fa over runtime.transport=nccl"));
+  CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.sim_weight=1.5"}), Contains("train.sim_weight"));
 }

@@ -63,9 +63,13 @@ struct TrainConfig {
   int64_t batch_size = 128;
   int64_t seed = 0;
   int64_t in_flight = 2;       // batches a rank may run ahead of the next one
-  std::string method;          // bll | bp (end-to-end back-propagation across the ranks)
-  std::string schedule;        // auto | stream (bll) | gpipe | 1f1b (bp)
-  int64_t micro_batches = 1;   // bp: micro-batches per mini-batch (gradients accumulate)
+  std::string method;          // bll | bp | fa (end to end across the ranks) | greedy | predsim (local)
+  std::string schedule;        // auto | stream (local methods) | gpipe | 1f1b (end-to-end methods)
+  int64_t micro_batches = 1;   // bp, fa: micro-batches per mini-batch (gradients accumulate)
+  double sim_weight = 0.99;    // predsim: weight of the similarity-matching loss (beta)
+
+  // bp and fa send gradients back rank to rank; the other methods learn block by block.
+  bool end_to_end() const { return method == "bp" || method == "fa"; }
 };
 
 struct RuntimeConfig {

@@ -11,6 +11,7 @@
 
 #include "bll/config.h"
 #include "bll/losses/family.h"
+#include "bll/losses/local_loss.h"
 #include "bll/models/model.h"
 #include "bll/trace.h"
 #include "bll/models/twin.h"
@@ -78,6 +79,9 @@ class BlockLearner {
   torch::Tensor prediction(Block& block, const torch::Tensor& alpha, const torch::Tensor& y) const;
   torch::Tensor predictive_loss(const torch::Tensor& prediction, const torch::Tensor& y) const;
   torch::Tensor feedback_message(Block& block, const torch::Tensor& y) const;
+  // A hidden block's loss under greedy (its readout's) and predsim (readout and similarity
+  // matching, weighted by train.sim_weight; the similarity term is reported as kl).
+  LocalLoss readout_loss(const torch::Tensor& alpha, const torch::Tensor& pred, const torch::Tensor& y) const;
   void score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats) const;
 
   const Config& config_;

@@ -23,7 +23,7 @@ ModelPlan autoencoder(const ModelConfig& c, const Shape& input, int64_t) {
   auto leaky = [] { return nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)); };
   auto encode = [=](int64_t in, int64_t out) {
     return [=] {
-      return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1)), nn::BatchNorm2d(out), leaky(),
+      return nn::Sequential(Conv(nn::Conv2dOptions(in, out, 3).padding(1)), nn::BatchNorm2d(out), leaky(),
                             nn::MaxPool2d(2));
     };
   };

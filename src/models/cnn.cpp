@@ -17,7 +17,7 @@ ModelPlan cnn(const ModelConfig& c, const Shape& input, int64_t num_classes) {
     plan.push_back({"stage" + std::to_string(i + 1), s, out, convs, [=] {
                       nn::Sequential seq;
                       for (int64_t j = 0; j < convs; ++j) {
-                        seq->push_back(nn::Conv2d(nn::Conv2dOptions(j == 0 ? in : w, w, 3).padding(1).bias(false)));
+                        seq->push_back(Conv(nn::Conv2dOptions(j == 0 ? in : w, w, 3).padding(1).bias(false)));
                         seq->push_back(nn::BatchNorm2d(w));
                         seq->push_back(nn::ReLU());
                       }

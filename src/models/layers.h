@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "bll/models/layers.h"
 #include "bll/models/model.h"
 
 namespace bll::models {

@@ -15,7 +15,7 @@ ModelPlan mlp(const ModelConfig& c, const Shape& input, int64_t num_classes) {
     plan.push_back({"dense" + std::to_string(i + 1), s, {w}, 1, [=] {
                       nn::Sequential seq;
                       if (flatten) seq->push_back(nn::Flatten());
-                      seq->push_back(nn::Linear(in, w));
+                      seq->push_back(Dense(in, w));
                       seq->push_back(nn::BatchNorm1d(w));
                       seq->push_back(nn::ReLU());
                       return seq;

@@ -42,11 +42,11 @@ UnitPlan dense_head(const Shape& in, int64_t hidden, int64_t num_classes) {
             nn::Sequential seq;
             if (flatten) seq->push_back(nn::Flatten());
             if (hidden > 0) {
-              seq->push_back(nn::Linear(features, hidden));
+              seq->push_back(Dense(features, hidden));
               seq->push_back(nn::ReLU());
-              seq->push_back(nn::Linear(hidden, num_classes));
+              seq->push_back(Dense(hidden, num_classes));
             } else {
-              seq->push_back(nn::Linear(features, num_classes));
+              seq->push_back(Dense(features, num_classes));
             }
             return seq;
           }};
@@ -178,9 +178,25 @@ void BlockImpl::fit_feedback(const torch::Tensor& targets, const torch::Tensor& 
 
 void BlockImpl::attach_twin(torch::nn::Sequential twin) { twin_ = register_module("twin", std::move(twin)); }
 
+namespace {
+std::string model_named(const Config& config, const std::string& where) {
+  return "model.type " + config.model.type + " (" + where + ")";
+}
+}  // namespace
+
+void require_method(const Config& config, const Shape& data_shape, int64_t num_classes) {
+  if (config.train.method != "fa") return;
+  for (const auto& unit : model_plan(config.model, data_shape, num_classes)) {
+    auto built = unit.build();
+    use_feedback_alignment(*built, model_named(config, "unit " + unit.name));
+  }
+}
+
 Block make_block(const Config& config, int64_t index, const Shape& data_shape, int64_t num_classes) {
   torch::manual_seed(uint64_t(config.train.seed) * 1000003ull + uint64_t(index) + 1);
   Block block(config.model, config.loss, index, data_shape, num_classes);
+  if (config.train.method == "fa")  // the random feedback weights come from the block's seed too
+    for (auto unit : block->units()) use_feedback_alignment(*unit, model_named(config, "block " + std::to_string(index)));
   if (config.loss.feedback == "twin" && !block->is_output())
     block->attach_twin(make_twin(config, index, data_shape, num_classes));
   return block;

@@ -11,8 +11,8 @@ namespace bll::models {
 namespace nn = torch::nn;
 namespace {
 
-nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false));
+Conv conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
+  return Conv(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false));
 }
 
 // The projection on the shortcut when a unit changes shape: 1x1 convolution + batch norm.
@@ -33,9 +33,9 @@ struct BasicUnitImpl : nn::Module {
     auto y = bn2(conv2(torch::relu(bn1(conv1(x)))));
     return torch::relu(y + (shortcut ? shortcut->forward(x) : x));
   }
-  nn::Conv2d conv1;
+  Conv conv1;
   nn::BatchNorm2d bn1;
-  nn::Conv2d conv2;
+  Conv conv2;
   nn::BatchNorm2d bn2;
   nn::Sequential shortcut{nullptr};
 };
@@ -57,11 +57,11 @@ struct BottleneckUnitImpl : nn::Module {
     y = bn3(conv3(torch::relu(bn2(conv2(y)))));
     return torch::relu(y + (shortcut ? shortcut->forward(x) : x));
   }
-  nn::Conv2d conv1;
+  Conv conv1;
   nn::BatchNorm2d bn1;
-  nn::Conv2d conv2;
+  Conv conv2;
   nn::BatchNorm2d bn2;
-  nn::Conv2d conv3;
+  Conv conv3;
   nn::BatchNorm2d bn3;
   nn::Sequential shortcut{nullptr};
 };
@@ -95,7 +95,7 @@ ModelPlan resnet(const std::string& type, bool bottleneck, const std::vector<int
   const int64_t features = s[0];
   plan.push_back({"head", s, {num_classes}, 1, [=] {
                     return nn::Sequential(nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)), nn::Flatten(),
-                                          nn::Linear(features, num_classes));
+                                          Dense(features, num_classes));
                   }});
   return plan;
 }

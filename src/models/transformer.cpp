@@ -32,11 +32,11 @@ TORCH_MODULE(Embedding);
 struct LayerImpl : nn::Module {
   explicit LayerImpl(int64_t d)
       : norm1(register_module("norm1", nn::LayerNorm(nn::LayerNormOptions({d})))),
-        qkv(register_module("qkv", nn::Linear(d, 3 * d))),
-        proj(register_module("proj", nn::Linear(d, d))),
+        qkv(register_module("qkv", Dense(d, 3 * d))),
+        proj(register_module("proj", Dense(d, d))),
         norm2(register_module("norm2", nn::LayerNorm(nn::LayerNormOptions({d})))),
-        up(register_module("up", nn::Linear(d, 4 * d))),
-        down(register_module("down", nn::Linear(4 * d, d))),
+        up(register_module("up", Dense(d, 4 * d))),
+        down(register_module("down", Dense(4 * d, d))),
         scale(1.0 / std::sqrt(double(d))) {}
   torch::Tensor forward(torch::Tensor x) {
     const auto parts = qkv(norm1(x)).chunk(3, -1);  // q, k, v: [B, T, d]
@@ -45,9 +45,9 @@ struct LayerImpl : nn::Module {
     return x + down(F::gelu(up(norm2(x))));
   }
   nn::LayerNorm norm1;
-  nn::Linear qkv, proj;
+  Dense qkv, proj;
   nn::LayerNorm norm2;
-  nn::Linear up, down;
+  Dense up, down;
   double scale;
 };
 TORCH_MODULE(Layer);
@@ -68,7 +68,7 @@ ModelPlan transformer(const ModelConfig& c, const Shape& input, int64_t num_clas
                       return seq;
                     }});
   plan.push_back({"head", {T, d}, {T, num_classes}, 0, [=] {
-                    return nn::Sequential(nn::LayerNorm(nn::LayerNormOptions({d})), nn::Linear(d, num_classes));
+                    return nn::Sequential(nn::LayerNorm(nn::LayerNormOptions({d})), Dense(d, num_classes));
                   }});
   return plan;
 }

@@ -105,4 +105,8 @@ TORCH_MODULE(Block);
 // builds it or what was built before: the global torch generator is re-seeded here.
 Block make_block(const Config& config, int64_t index, const Shape& data_shape, int64_t num_classes);
 
+// Throws ConfigError, naming the model and the layer, when train.method needs something of the
+// model's layers that one of them lacks (fa: a backward with a random feedback weight).
+void require_method(const Config& config, const Shape& data_shape, int64_t num_classes);
+
 }  // namespace bll
