@@ -111,7 +111,7 @@ def import_pyplot():
                 and not os.environ.get("BLL_EXPERIMENT_REEXEC")):
             os.environ["BLL_EXPERIMENT_REEXEC"] = "1"
             sys.stdout.flush()
-            os.execv(system, [system, os.path.abspath(__file__)] + sys.argv[1:])
+            os.execv(system, [system, os.path.abspath(sys.argv[0])] + sys.argv[1:])
         print(MPL_MISSING, file=sys.stderr)
         sys.exit(2)
 

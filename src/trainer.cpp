@@ -7,6 +7,8 @@
 #include <fstream>
 #include <optional>
 
+#include <sys/resource.h>
+
 #include "bll/auto_placement.h"
 #include "bll/data/dataset.h"
 #include "bll/data/loader.h"
@@ -110,6 +112,13 @@ DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t
   return unpack(meta);
 }
 
+// This process's peak resident set size in MiB (Linux reports ru_maxrss in KiB).
+double peak_resident_mb() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_maxrss) / 1024.0;
+}
+
 double percent(double num, double den) { return den > 0 ? 100.0 * num / den : 0.0; }
 
 // Adds up the per-block statistics and per-rank timings of all ranks (every rank gets the sum).
@@ -118,7 +127,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
                          const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
                          int64_t trained_samples, const BlockLearner& any_learner, bool recon) {
   const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
-  auto buf = torch::zeros({2 * nb * F + 5 * K}, torch::kFloat64);
+  auto buf = torch::zeros({2 * nb * F + 6 * K}, torch::kFloat64);
   double* p = buf.data_ptr<double>();
   for (int64_t k = 0; k < nb; ++k) {
     train[size_t(k)].to(p + k * F);
@@ -130,6 +139,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
   timing[2 * K + t.rank()] = et.seconds;
   timing[3 * K + t.rank()] = double(tt.max_ahead);
   for (const auto& s : train) timing[4 * K + t.rank()] += s.seconds;  // this rank's blocks only
+  timing[5 * K + t.rank()] = peak_resident_mb();
   t.allreduce_sum(buf);
 
   EpochRecord r;
@@ -163,6 +173,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
     r.rank_max_ahead.push_back(int64_t(timing[3 * K + k]));
     r.rank_train_seconds.push_back(timing[k]);
     r.rank_compute_seconds.push_back(timing[4 * K + k]);
+    r.rank_peak_rss_mb.push_back(timing[5 * K + k]);
     r.eval_seconds = std::max(r.eval_seconds, timing[2 * K + k]);
   }
   r.seconds = r.train_seconds + r.eval_seconds;
