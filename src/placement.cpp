@@ -1,6 +1,7 @@
 #include "bll/placement.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <string>
 
@@ -76,6 +77,58 @@ Balanced balance(const std::vector<double>& span_costs, const std::vector<int64_
     out.blocks_per_rank.push_back(blocks);
     out.load.push_back(prefix[starts[k + 1]] - prefix[starts[k]]);
   }
+  return out;
+}
+
+namespace {
+// Every way to cut spans [first, S) into `ranks` non-empty contiguous groups; calls visit(starts).
+void each_split(size_t first, size_t S, size_t ranks, std::vector<size_t>& starts,
+                const std::function<void(const std::vector<size_t>&)>& visit) {
+  if (ranks == 1) {
+    starts.push_back(first);
+    visit(starts);
+    starts.pop_back();
+    return;
+  }
+  for (size_t end = first + 1; end + ranks - 1 <= S; ++end) {
+    starts.push_back(first);
+    each_split(end, S, ranks - 1, starts, visit);
+    starts.pop_back();
+  }
+}
+
+double binomial(size_t n, size_t k) {
+  double c = 1;
+  for (size_t i = 1; i <= k; ++i) c = c * double(n - k + i) / double(i);
+  return c;
+}
+}  // namespace
+
+std::vector<Balanced> near_balanced(const std::vector<double>& span_costs, const std::vector<int64_t>& span_sizes,
+                                    int num_ranks, double slack, size_t most, size_t enumerate_limit) {
+  const Balanced best = balance(span_costs, span_sizes, num_ranks);
+  const size_t S = span_costs.size(), K = size_t(num_ranks);
+  if (binomial(S - 1, K - 1) > double(enumerate_limit)) return {best};
+  const double bound = *std::max_element(best.load.begin(), best.load.end()) * (1.0 + slack);
+  std::vector<std::pair<double, Balanced>> found;
+  std::vector<size_t> starts;
+  each_split(0, S, K, starts, [&](const std::vector<size_t>& s) {
+    Balanced plan;
+    for (size_t k = 0; k < K; ++k) {
+      const size_t end = k + 1 < K ? s[k + 1] : S;
+      int64_t blocks = 0;
+      double load = 0;
+      for (size_t i = s[k]; i < end; ++i) blocks += span_sizes[i], load += span_costs[i];
+      plan.blocks_per_rank.push_back(blocks);
+      plan.load.push_back(load);
+    }
+    const double worst = *std::max_element(plan.load.begin(), plan.load.end());
+    if (worst <= bound) found.emplace_back(worst, std::move(plan));
+  });
+  std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Balanced> out;
+  for (auto& f : found)
+    if (out.size() < most) out.push_back(std::move(f.second));
   return out;
 }
 

@@ -286,26 +286,43 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     twin.emplace(config, info.sample_shape, info.num_classes);
     twin->to(options.device);
   }
-  if (config.runtime.auto_placement)
-    placement = place_by_cost(config, t, info.sample_shape, info.num_classes, data.train ? &*data.train : nullptr,
-                              twin ? &*twin : nullptr, options.device, print);
-  std::vector<BlockLearner> learners =
-      make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
-
-  // When: BLL's free-running pipeline.
+  // When: the schedule (BLL's free-running pipeline, or a back-propagation one).
   ScheduleOptions wire;
   wire.in_flight = config.train.in_flight;
   wire.device = options.device;
   wire.message_dtype = message_dtype(config.runtime);
-  wire.before_step = options.before_step;
   wire.micro_batches = config.train.micro_batches;
+  const torch::Dtype label_dtype = info.float_labels ? torch::kFloat32 : torch::kInt64;
+  if (config.runtime.auto_placement) {
+    // A trial: a few batches through throw-away learners laid out as `p`; the slowest rank's time.
+    auto trial = [&](const Placement& p) {
+      auto trial_learners = make_learners(config, p, rank, info, twin ? &*twin : nullptr, options.device);
+      for (auto& l : trial_learners) l.start_epoch(0);
+      auto trial_schedule = make_schedule(config.train.schedule, {t, p, trial_learners, shapes, info.label_shape,
+                                                                  label_dtype, wire});
+      const int64_t warm = 2, timed = 8, bs = config.train.batch_size;
+      std::vector<BlockStats> stats(size_t(config.model.blocks));
+      BatchSource* source = rank == 0 ? &*data.train : nullptr;
+      if (source) source->start_epoch(0);
+      trial_schedule->train(source, warm * bs, bs, stats);
+      const double seconds = trial_schedule->train(source, timed * bs, bs, stats).seconds / double(timed);
+      auto slowest = torch::zeros({t.size()}, torch::kFloat64);
+      slowest[rank] = seconds;
+      t.allreduce_sum(slowest);
+      return slowest.max().item<double>();
+    };
+    placement = place_by_cost(config, t, info.sample_shape, info.num_classes, data.train ? &*data.train : nullptr,
+                              twin ? &*twin : nullptr, options.device, print, trial);
+  }
+  std::vector<BlockLearner> learners =
+      make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
+  wire.before_step = options.before_step;
   Tracer tracer(config.runtime.trace);
   if (tracer.enabled()) {
     wire.tracer = &tracer;
     for (auto& l : learners) l.set_tracer(&tracer);
   }
-  auto schedule = make_schedule(config.train.schedule, {t, placement, learners, shapes, info.label_shape,
-                                           info.float_labels ? torch::kFloat32 : torch::kInt64, wire});
+  auto schedule = make_schedule(config.train.schedule, {t, placement, learners, shapes, info.label_shape, label_dtype, wire});
 
   if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;

@@ -372,3 +372,19 @@ TEST_CASE("placement: balancing by cost makes the slowest rank as fast as it can
   CHECK(*std::max_element(b.load.begin(), b.load.end()) == 4);
   CHECK_THROWS(balance({1, 1}, {1, 1}, 3));
 }
+
+TEST_CASE("placement: the plans predicted near the best, best first, for trials") {
+  // Costs 43, 45, 35, 12 (the main CNN's blocks): [2,2] predicts 88, [1,3] 92, [3,1] 123.
+  auto near = near_balanced({43, 45, 35, 12}, {1, 1, 1, 1}, 2, 0.15, 4);
+  REQUIRE(near.size() == 2);
+  CHECK(near[0].blocks_per_rank == std::vector<int64_t>{2, 2});
+  CHECK(near[1].blocks_per_rank == std::vector<int64_t>{1, 3});
+  CHECK(near[1].load == std::vector<double>{43, 92});
+  CHECK(near_balanced({43, 45, 35, 12}, {1, 1, 1, 1}, 2, 0.15, 1).size() == 1);
+  CHECK(near_balanced({1, 1, 1, 1}, {1, 1, 1, 1}, 4, 0.15, 4).size() == 1);  // one way to cut 4 spans for 4 ranks
+  // Too many plans to score: the one balance() gives.
+  const std::vector<double> many(30, 1.0);
+  const auto big = near_balanced(many, std::vector<int64_t>(30, 1), 8, 0.5, 4, /*enumerate_limit=*/10);
+  REQUIRE(big.size() == 1);
+  CHECK(big[0].blocks_per_rank == balance(many, std::vector<int64_t>(30, 1), 8).blocks_per_rank);
+}

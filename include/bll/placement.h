@@ -46,4 +46,10 @@ struct Balanced {
 };
 Balanced balance(const std::vector<double>& span_costs, const std::vector<int64_t>& span_sizes, int num_ranks);
 
+// The contiguous plans whose predicted largest load is within (1 + slack) of the best, best
+// first, at most `most` of them: every plan is scored where there are at most `enumerate_limit`,
+// otherwise the one plan balance() gives.
+std::vector<Balanced> near_balanced(const std::vector<double>& span_costs, const std::vector<int64_t>& span_sizes,
+                                    int num_ranks, double slack, size_t most, size_t enumerate_limit = 256);
+
 }  // namespace bll

@@ -85,7 +85,7 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
   const Shape& in_shape = ctx_.boundary_shapes[size_t(ctx_.placement.first_block(rank))];
   const char* phase = training ? "train" : "eval";
   const auto on_device = torch::TensorOptions().device(opt.device);
-  if (feeds && (!source || source->num_batches() != n))
+  if (feeds && (!source || (training ? source->num_batches() < n : source->num_batches() != n)))
     throw RuntimeError("pipeline: the feeding rank has no data source for this phase");
   auto id = [&](int64_t t) { return std::string(phase) + " batch " + std::to_string(t); };
 

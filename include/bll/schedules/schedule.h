@@ -62,7 +62,8 @@ class Schedule {
   explicit Schedule(ScheduleContext context) : ctx_(std::move(context)) {}
   virtual ~Schedule() = default;
 
-  // One training epoch over n_samples (full batches only). `source` is used on the feeding rank.
+  // One training epoch over n_samples (full batches only): the first n_samples / batch_size
+  // batches of `source`, which is used on the feeding rank.
   virtual PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size,
                             std::vector<BlockStats>& stats, const ProgressFn& progress = {}) = 0;
 
