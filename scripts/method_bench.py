@@ -2,7 +2,7 @@
 """Benchmarks training methods side by side: the same configuration, data, batch and ranks.
 
   scripts/method_bench.py CONFIG [--np 2] [--samples 12000] [--threads 1]
-                          [--methods bll,bp:gpipe:1,...] [--no-alone] [--timelines]
+                          [--methods bll,bp:gpipe:1,...] [--no-alone] [--timelines] [--reuse]
                           [--out DIR] [section.key=value ...]
 
 Runs one training epoch on --samples samples per method (METHOD[:SCHEDULE[:M]], M =
@@ -16,9 +16,10 @@ messages (idle) and the rest (communication calls and bookkeeping), the idle sha
 1 - compute / training time, the same against the compute time alone, the pipeline efficiency
 (1 - idle share of the busiest rank), the bubble its schedule's formula predicts ((K-1)/(M+K-1)
 for gpipe and 1f1b, fill and drain (K-1)/(n+K-1) over the epoch's n batches for the stream)
-and each rank's peak resident memory. --timelines also traces bll and bp:gpipe:4 on the first
+and each rank's peak resident memory. The bubble is also given with each stage's own time (its
+compute alone): 1 - M max(t) / (sum(t) + (M-1) max(t)), which is (K-1)/(M+K-1) for equal stages. --timelines also traces bll and bp:gpipe:4 on the first
 rank count and draws DIR/timeline_bll.png and DIR/timeline_gpipe.png (scripts/timeline.py).
-Default DIR: runs/experiments/<stem>-methods. Needs matplotlib (python3-matplotlib).
+--reuse tabulates the runs already in DIR. Default DIR: runs/experiments/<stem>-methods. Needs matplotlib (python3-matplotlib).
 """
 import argparse
 import csv
@@ -63,6 +64,7 @@ def parse_args(argv):
     ap.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
     ap.add_argument("--no-alone", action="store_true", help="skip the 1-rank runs that give compute alone")
     ap.add_argument("--timelines", action="store_true", help="trace bll and bp:gpipe:4 and draw their timelines")
+    ap.add_argument("--reuse", action="store_true", help="tabulate the runs already in DIR instead of running them")
     ap.add_argument("--out", metavar="DIR")
     args = ap.parse_intermixed_args(argv)
     args.methods = [parse_method(m) for m in args.methods.split(",") if m]
@@ -103,8 +105,16 @@ def describe(run, rec, alone):
                           other_s=max(0.0, train[r] - compute[r] - wait[r]), idle=1 - compute[r] / train[r],
                           idle_alone=(1 - solo / train[r]) if solo is not None else None, rss_mb=rss[r]))
     busiest = max(range(k), key=lambda r: compute[r])
+    # The formula with each stage's own time t_r (its compute alone): a mini-batch takes
+    # sum(t) + (M-1) max(t) per micro-batch unit, of which the slowest stage computes M max(t).
+    # With equal stages it is (K-1)/(M+K-1).
+    staged = None
+    if alone and run["spec"]["schedule"] != "stream":
+        t = [r["train_s"] * (1 - r["idle_alone"]) for r in ranks]
+        staged = 1 - m * max(t) / (sum(t) + (m - 1) * max(t))
     return dict(samples_per_sec=rec["samples_per_sec"], test_top1=rec["test_top1"],
-                efficiency=rec["pipeline_efficiency"], bubble=(k - 1) / (m + k - 1), busiest=busiest), ranks
+                efficiency=rec["pipeline_efficiency"], bubble=(k - 1) / (m + k - 1), staged=staged,
+                busiest=busiest), ranks
 
 
 def run_plan(args):
@@ -124,10 +134,10 @@ def write_tables(args, results):
     fmt = lambda v, f="{:.1%}": "–" if v is None else f.format(v)  # noqa: E731
     joined = lambda ranks, key, f: " / ".join(fmt(r[key], f) for r in ranks)  # noqa: E731
     md = ["| method | ranks | samples/s | vs 1 rank | idle share per rank | the same vs compute alone | "
-          "efficiency | predicted bubble | compute / wait / other s, busiest rank | peak RSS MiB per rank | "
-          "test top-1 |", "|---" * 11 + "|"]
+          "efficiency | predicted bubble, equal stages | the same, stages as measured alone | "
+          "compute / wait / other s, busiest rank | peak RSS MiB per rank | test top-1 |", "|---" * 12 + "|"]
     rows = [["method", "schedule", "M", "ranks", "rank", "samples_per_sec", "test_top1", "efficiency",
-             "predicted_bubble", "train_s", "compute_s", "wait_s", "other_s", "idle_share", "idle_share_alone",
+             "predicted_bubble", "predicted_bubble_staged", "train_s", "compute_s", "wait_s", "other_s", "idle_share", "idle_share_alone",
              "peak_rss_mb"]]
     for run, fig, ranks in results:
         spec, k = run["spec"], run["ranks"]
@@ -135,12 +145,13 @@ def write_tables(args, results):
         speedup = f"{fig['samples_per_sec'] / one['samples_per_sec']:.2f}x" if one and k > 1 else "–"
         b = ranks[fig["busiest"]]
         md.append(f"| {spec['label']} | {k} | {fig['samples_per_sec']:.0f} | {speedup} | {joined(ranks, 'idle', '{:.1%}')} | "
-                  f"{joined(ranks, 'idle_alone', '{:.1%}')} | {fig['efficiency']:.1%} | {fig['bubble']:.1%} | "
+                  f"{joined(ranks, 'idle_alone', '{:.1%}')} | {fig['efficiency']:.1%} | {fig['bubble']:.1%} | {fmt(fig['staged'])} | "
                   f"{b['compute_s']:.1f} / {b['wait_s']:.1f} / {b['other_s']:.1f} | {joined(ranks, 'rss_mb', '{:.0f}')} | "
                   f"{fig['test_top1']:.2f} |")
         for r in ranks:
             rows.append([spec["method"], spec["schedule"], spec["M"], k, r["rank"], f"{fig['samples_per_sec']:.1f}",
                          f"{fig['test_top1']:.2f}", f"{fig['efficiency']:.4f}", f"{fig['bubble']:.4f}",
+                         "" if fig["staged"] is None else f"{fig['staged']:.4f}",
                          f"{r['train_s']:.3f}", f"{r['compute_s']:.3f}", f"{r['wait_s']:.3f}", f"{r['other_s']:.3f}",
                          f"{r['idle']:.4f}", "" if r["idle_alone"] is None else f"{r['idle_alone']:.4f}",
                          f"{r['rss_mb']:.0f}"])
@@ -158,7 +169,10 @@ def plot(plt, path, results, args):
     top.set_ylabel("samples/s")
     top.set_title(f"{args.stem}: {args.samples} samples, {args.threads} thread(s) per rank")
     bottom.bar(xs, [1 - f["efficiency"] for _, f in multi], color="#c44e52", label="measured")
-    bottom.plot(xs, [f["bubble"] for _, f in multi], "k_", markersize=18, label="schedule formula")
+    bottom.plot(xs, [f["bubble"] for _, f in multi], "k_", markersize=18, label="formula, equal stages")
+    staged = [(x, f["staged"]) for x, (_, f) in zip(xs, multi) if f["staged"] is not None]
+    if staged:
+        bottom.plot([x for x, _ in staged], [v for _, v in staged], "bx", label="formula, stages as measured alone")
     bottom.set_ylabel("idle share, busiest rank")
     bottom.legend(fontsize=8)
     bottom.set_xticks(list(xs))
@@ -194,7 +208,13 @@ def main(argv):
     plt = experiment.import_pyplot()  # before any run: a missing matplotlib must not cost the runs
     os.makedirs(args.out, exist_ok=True)
     runs = run_plan(args)
-    done, failed = experiment.run_all(runs, args)
+    if args.reuse:
+        args.commands = []
+        done = [(run, experiment.last_metrics(os.path.join(args.out, "runs", run["name"]))) for run in runs]
+        failed = [(run, "no metrics.jsonl in DIR") for run, rec in done if rec is None]
+        done = [(run, rec) for run, rec in done if rec is not None]
+    else:
+        done, failed = experiment.run_all(runs, args)
     records = {run["name"]: rec for run, rec in done}
     results = []
     for run, rec in done:
@@ -207,7 +227,7 @@ def main(argv):
     markdown = write_tables(args, results) + experiment.failed_lines(failed)
     experiment.write_text(os.path.join(args.out, "methods.md"), markdown)
     plot(plt, os.path.join(args.out, "methods.png"), results, args)
-    if args.timelines:
+    if args.timelines and not args.reuse:
         timelines(args)
     return experiment.finish(args, markdown, failed)
 

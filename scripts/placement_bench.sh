@@ -14,9 +14,10 @@ for round in $(seq "$rounds"); do
   for p in "${placements[@]}"; do
     dir="$work/run"; rm -rf "$dir"
     "$root/launch/mpirun.sh" "$np" "$config" "runtime.blocks_per_rank=$p" "runtime.run_dir=$dir" runtime.progress=off \
-      runtime.save_params=false "$@" >/dev/null
+      runtime.save_params=false "$@" >"$work/out"
     sps=$(/usr/bin/python3 -c "import json;print(json.loads(open('$dir/metrics.jsonl').readlines()[-1])['samples_per_sec'])")
-    echo "round $round  $p  $sps samples/s"; echo "$p $sps" >>"$work/all"
+    chose=$(sed -n 's/^ *placed \(\[[0-9,]*\]\).*/ (chose \1)/p' "$work/out")
+    echo "round $round  $p$chose  $sps samples/s"; echo "$p $sps" >>"$work/all"
   done
 done
 echo "median samples/s:"
