@@ -19,7 +19,7 @@ once() {  # once NAME NP OVERRIDES... -> samples/s of one run
   local name=$1 np=$2
   shift 2
   launch/mpirun.sh "$np" configs/fmnist_cnn.yaml train.epochs=1 data.train_limit="$n" data.test_limit=2000 \
-    runtime.progress=off runtime.save_params=false runtime.run_dir="$out/$name" "$@" >"$out/$name.log" 2>&1 ||
+    runtime.progress=off runtime.save_params=false runtime.run_dir="$out/$name" runtime.overwrite=true "$@" >"$out/$name.log" 2>&1 ||
     { echo "bench.sh: run $name failed:" >&2; cat "$out/$name.log" >&2; exit 4; }
   sed -E 's/.*"samples_per_sec":([0-9.]+).*/\1/' "$out/$name/metrics.jsonl"
 }

@@ -13,7 +13,7 @@
       Default DIR: runs/experiments/<stem>-sweep. Needs matplotlib (Debian: python3-matplotlib).
 
 Each run is `launch/mpirun.sh K CONFIG train.seed=S runtime.run_dir=DIR/runs/<run>
-runtime.progress=off [model.blocks=N] <overrides>`, one after another; its output goes to
+runtime.progress=off runtime.overwrite=true [model.blocks=N] <overrides>`, one after another; its output goes to
 DIR/logs/<run>.log and its result is the last line of DIR/runs/<run>/metrics.jsonl. The
 environment variable BLL_LAUNCHER replaces launch/mpirun.sh. A failed run is reported and the
 others go on; the tables are made from the runs that succeeded.
@@ -146,7 +146,7 @@ def run_one(run, args, index, total):
         pass
     launcher = os.environ.get("BLL_LAUNCHER") or os.path.join(ROOT, "launch", "mpirun.sh")
     cmd = [launcher, str(run["ranks"]), args.config, f"train.seed={run['seed']}", f"runtime.run_dir={run_dir}",
-           "runtime.progress=off"] + run["extra"] + args.overrides
+           "runtime.progress=off", "runtime.overwrite=true"] + run["extra"] + args.overrides
     args.commands.append(shlex.join(cmd))
     head = f"[{index}/{total}] {run['label']}"
     print(f"{head}: running ({run['ranks']} rank{'s' if run['ranks'] > 1 else ''}) ...", flush=True)

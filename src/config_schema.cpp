@@ -160,7 +160,11 @@ std::vector<KeySpec> make_schema() {
     row("train.sim_weight", &C::train, &TrainConfig::sim_weight, "0.99",
         "predsim: beta in (1 - beta) * readout cross-entropy + beta * similarity-matching loss", range(0, 1)),
 
-    row("runtime.run_dir", &C::runtime, &RuntimeConfig::run_dir, "", "run directory, relative to the working directory (default: runs/<config file name>)"),
+    row("runtime.run_dir", &C::runtime, &RuntimeConfig::run_dir, "",
+        "run directory, relative to the working directory (default: a new runs/<config file name>/<date-time>, "
+        "with a link 'latest' beside it)"),
+    row("runtime.overwrite", &C::runtime, &RuntimeConfig::overwrite, "false",
+        "let a run replace the one in an explicit runtime.run_dir (otherwise refused)"),
     row("runtime.threads", &C::runtime, &RuntimeConfig::threads, "0", "intra-op threads per rank (0 = node cores / ranks on the node)", range(0, 4096)),
     row("runtime.progress", &C::runtime, &RuntimeConfig::progress, "auto", "progress bar on rank 0: auto (when stdout is a terminal), on, off",
         one_of({"auto", "on", "off"})),

@@ -17,6 +17,7 @@
 #include "bll/learner.h"
 #include "bll/schedules/schedule.h"
 #include "bll/placement.h"
+#include "bll/run_dir.h"
 #include "bll/models/model.h"
 #include "bll/models/twin.h"
 
@@ -64,16 +65,15 @@ struct RankData {  // rank 0 only
   std::optional<BatchSource> train, test;
 };
 
-// Rank 0 prepares the run directory and loads the data; every rank learns the outcome. A failure
-// there ends every rank with the same exit code before any training, reported once by rank 0.
-DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t, RankData& data) {
+// Rank 0 claims the run directory and loads the data; every rank learns the outcome and the
+// directory. A failure there ends every rank with the same exit code before any training,
+// reported once by rank 0.
+DataInfo start_up(const Config& config, std::string& run_dir, Transport& t, RankData& data) {
   DataInfo info;
   std::string status = "ok";
   if (t.rank() == 0) {
     try {
-      std::error_code ec;
-      fs::create_directories(run_dir, ec);
-      if (ec) throw RuntimeError("runtime.run_dir '" + run_dir + "': cannot create (" + ec.message() + ")");
+      run_dir = claim_run_dir(config);
       std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
       DataSplit split = load_dataset(config.data, uint64_t(config.train.seed));
       info.n_train = split.train.size();
@@ -102,6 +102,7 @@ DataInfo start_up(const Config& config, const std::string& run_dir, Transport& t
     }
   }
   t.broadcast_string(status, 0);
+  t.broadcast_string(run_dir, 0);
   if (status != "ok") {
     const auto colon = status.find(':');
     const auto code = ExitCode(std::stoi(status.substr(0, colon)));
@@ -254,16 +255,10 @@ void exchange_twins(Transport& t, TwinCodes& twin, std::vector<BlockLearner>& le
 
 }  // namespace
 
-std::string resolve_run_dir(const Config& config) {
-  if (!config.runtime.run_dir.empty()) return config.runtime.run_dir;
-  const std::string stem = config.source.empty() ? "run" : fs::path(config.source).stem().string();
-  return (fs::path("runs") / stem).string();
-}
-
 TrainResult run_training(const Config& config, Transport& t, const TrainOptions& options) {
   const int rank = t.rank();
   const bool print = options.print && rank == 0;
-  const std::string run_dir = resolve_run_dir(config);
+  std::string run_dir;  // claimed by rank 0 in start_up
 
   // Where: this rank's blocks (with runtime.blocks_per_rank auto, this checks the rank count).
   Placement placement = agreed(rank, [&] {

@@ -73,7 +73,8 @@ sys.exit(0 if rows == computing == {0, 1, 2, 3} else 1)"
 
 # A failure on one rank during training (divergence) ends every rank with that rank's message.
 expect "diverging training stops the job" 4 "^bll-train: error on rank [01]: block [0-3]: local loss is -?(nan|inf)" -- \
-  "$mpiexec" -np 2 "$train" "$work/ok.yaml" optim.name=sgd optim.lr=100 loss.pred_weight=1000 train.epochs=2
+  "$mpiexec" -np 2 "$train" "$work/ok.yaml" optim.name=sgd optim.lr=100 loss.pred_weight=1000 train.epochs=2 \
+  runtime.run_dir="$work/diverged"
 
 # A real run: 4 ranks train, metrics.jsonl gets one line per epoch with the documented fields.
 expect "4-rank training run" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" train.epochs=2
@@ -84,6 +85,22 @@ if [ "$(wc -l <"$work/run/metrics.jsonl")" -eq 2 ] && grep -q '"test_top1"' "$wo
 else
   failed=$((failed + 1)); echo "FAIL run directory incomplete"; ls -la "$work/run"
 fi
+
+# No run overwrites another: an explicit run_dir that holds a run is refused (the run is left
+# intact) unless runtime.overwrite; without run_dir every run gets a new folder and 'latest'.
+expect "a second run into the same run_dir is refused" 2 \
+  "runtime.run_dir '$work/run' already holds a run .*runtime.overwrite=true" -- "$train" "$work/ok.yaml"
+expect "the refused run left the first one intact" 0 '' -- test "$(wc -l <"$work/run/metrics.jsonl")" -eq 2 -a -s "$work/run/block_3.pt"
+expect "runtime.overwrite=true replaces it" 0 '' -- "$train" "$work/ok.yaml" runtime.overwrite=true runtime.save_params=false
+expect "the replaced run has only its own outputs" 0 '' -- test "$(wc -l <"$work/run/metrics.jsonl")" -eq 1 -a ! -e "$work/run/block_3.pt"
+grep -v run_dir "$work/ok.yaml" >"$work/nodir.yaml"
+mkdir -p "$work/cwd"
+expect "runs without run_dir, first" 0 '' -- bash -c "cd '$work/cwd' && '$train' '$work/nodir.yaml'"
+first=$(readlink "$work/cwd/runs/nodir/latest")
+expect "runs without run_dir, second" 0 '' -- bash -c "cd '$work/cwd' && '$train' '$work/nodir.yaml'"
+second=$(readlink "$work/cwd/runs/nodir/latest")
+expect "two runs, two folders, 'latest' at the second" 0 '' -- bash -c "[ -n '$first' ] && [ '$first' != '$second' ] &&
+  [ -s '$work/cwd/runs/nodir/$first/metrics.jsonl' ] && [ -s '$work/cwd/runs/nodir/$second/metrics.jsonl' ]"
 
 # Every shipped config parses (a dry check: --help-free validation through a bad data dir).
 for cfg in "$configs"/*.yaml; do

@@ -75,7 +75,7 @@ std::string small_config_yaml(const std::string& dir, const std::string& run_dir
          "loss: {kl_weight: 1.0, pred_weight: 1.0}\n"
          "optim: {name: adam, lr: 0.003}\n"
          "train: {epochs: 2, batch_size: 32, seed: 7, in_flight: 2}\n"
-         "runtime: {run_dir: '" + run_dir + "', progress: 'off', save_params: false, threads: 1}\n";
+         "runtime: {run_dir: '" + run_dir + "', overwrite: true, progress: 'off', save_params: false, threads: 1}\n";
 }
 
 }  // namespace bll::test

@@ -73,7 +73,8 @@ struct TrainConfig {
 };
 
 struct RuntimeConfig {
-  std::string run_dir;         // where config, metrics and parameters go
+  std::string run_dir;         // where config, metrics and parameters go ("": a new runs/<config>/<time>)
+  bool overwrite = false;      // an explicit run_dir that holds a run may be replaced
   int64_t threads = 0;         // intra-op threads per rank; 0 = cores of the node / ranks on it
   std::string progress;        // auto | on | off (progress bar on rank 0)
   bool save_params = true;     // write each block's parameters at the end
