@@ -223,9 +223,6 @@ Config resolve(const Entries& entries, const std::string& source) {
   if (c.train.micro_batches > c.train.batch_size)
     throw ConfigError(source + ": key 'train.micro_batches': " + std::to_string(c.train.micro_batches) +
                       " micro-batches do not fit in a batch of " + std::to_string(c.train.batch_size));
-  if (c.train.end_to_end() && c.runtime.transport == "nccl")
-    throw ConfigError(source + ": key 'train.method': " + c.train.method + " over runtime.transport=nccl is not built yet (alpha and "
-                      "gradients would share one pair communicator in both directions); use runtime.transport=mpi");
   if (c.runtime.transport == "nccl" && c.runtime.device != "cuda")
     throw ConfigError(source + ": key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda "
                       "(runtime.device is " + c.runtime.device + ")");

@@ -2,7 +2,7 @@
 #include <nccl.h>
 
 #include <chrono>
-#include <tuple>
+#include <vector>
 #include <thread>
 
 #include "bll/error.h"
@@ -68,36 +68,40 @@ class NcclTransport : public Transport {
     config.blocking = 0;  // calls return at once; settle() polls, so that a lost peer times out
     BLL_NCCL_CHECK(rank_, ncclCommInitRankConfig(&world_, size_, id, rank_, &config));
     settle(world_, "creating the NCCL communicator");
-    // A communicator per neighbouring pair: pairs (0,1),(2,3),... in one split, (1,2),(3,4),...
-    // in the other, so that a rank's sends and receives never queue behind each other.
-    for (int phase = 0; phase < 2 && size_ > 1; ++phase) {
-      const int partner = (rank_ % 2 == phase) ? rank_ + 1 : rank_ - 1;
-      const bool paired = partner >= 0 && partner < size_;
-      const int color = paired ? std::min(rank_, partner) : NCCL_SPLIT_NOCOLOR;
-      ncclComm_t pair = nullptr;
-      BLL_NCCL_CHECK(rank_, ncclCommSplit(world_, color, rank_, &pair, &config));
-      settle(world_, "splitting the NCCL communicator");
-      if (paired) settle(pair, "creating the communicator with rank " + std::to_string(partner));
-      (partner > rank_ ? next_ : prev_) = paired ? pair : nullptr;
-    }
-    for (cudaStream_t* s : {&send_stream_, &recv_stream_, &coll_stream_})
-      BLL_CUDA_CHECK(rank_, cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+    // A communicator per neighbouring pair and direction: pairs (0,1),(2,3),... in one split,
+    // (1,2),(3,4),... in the other, once for alpha (toward higher ranks) and once for gradients
+    // (toward lower ranks). Each communicator then carries one direction on one stream, so the
+    // two ends issue its operations in the same order and neither direction queues behind the
+    // other.
+    for (int dir = 0; dir < 2 && size_ > 1; ++dir)
+      for (int phase = 0; phase < 2; ++phase) {
+        const int partner = (rank_ % 2 == phase) ? rank_ + 1 : rank_ - 1;
+        const bool paired = partner >= 0 && partner < size_;
+        const int color = paired ? std::min(rank_, partner) : NCCL_SPLIT_NOCOLOR;
+        ncclComm_t pair = nullptr;
+        BLL_NCCL_CHECK(rank_, ncclCommSplit(world_, color, rank_, &pair, &config));
+        settle(world_, "splitting the NCCL communicator");
+        if (paired) settle(pair, "creating the communicator with rank " + std::to_string(partner));
+        pair_[dir][partner > rank_ ? 1 : 0] = paired ? pair : nullptr;
+      }
+    for (cudaStream_t* st : streams())
+      BLL_CUDA_CHECK(rank_, cudaStreamCreateWithFlags(st, cudaStreamNonBlocking));
   }
 
   ~NcclTransport() override {
     // Queued work drains within the timeout, or (a peer is gone: an error elsewhere is
     // unwinding) the communicators are aborted rather than waited for.
     const auto start = Clock::now();
-    for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
-      while (s && !aborted_ && cudaStreamQuery(s) == cudaErrorNotReady) {
+    for (cudaStream_t* st : streams())
+      while (*st && !aborted_ && cudaStreamQuery(*st) == cudaErrorNotReady) {
         if (std::chrono::duration<double>(Clock::now() - start).count() > opt_.timeout_s) abort();
         std::this_thread::sleep_for(std::chrono::microseconds(100));
       }
     // The communicators go first: NCCL may still refer to the streams they last ran on.
-    for (ncclComm_t c : {next_, prev_, world_})
-      if (c && !aborted_) ncclCommDestroy(c);
-    for (cudaStream_t s : {send_stream_, recv_stream_, coll_stream_})
-      if (s) cudaStreamDestroy(s);
+    for (ncclComm_t* c : comms())
+      if (*c && !aborted_) ncclCommDestroy(*c);
+    for (cudaStream_t* st : streams())
+      if (*st) cudaStreamDestroy(*st);
   }
 
   int rank() const override { return rank_; }
@@ -106,22 +110,20 @@ class NcclTransport : public Transport {
 
   WorkPtr isend(const torch::Tensor& t, int dst, int tag, const std::string& what) override {
     if (t.device().is_cpu()) return host_->isend(t, dst, tag, what);
-    ncclComm_t comm;
-    int peer;
-    std::tie(comm, peer) = link(dst);
-    cudaStream_t s = dst == rank_ + 1 ? send_stream_ : coll_stream_;
-    return enqueue(t, s, comm, "send of " + what + " to rank " + std::to_string(dst), [&](cudaStream_t st) {
+    const Link l = link(dst, /*sending=*/true);
+    const ncclComm_t comm = l.comm;
+    const int peer = l.peer;
+    return enqueue(t, l.stream, comm, "send of " + what + " to rank " + std::to_string(dst), [&](cudaStream_t st) {
       return ncclSend(t.data_ptr(), size_t(t.numel()), nccl_type(t), peer, comm, st);
     });
   }
 
   WorkPtr irecv(const torch::Tensor& t, int src, int tag, const std::string& what) override {
     if (t.device().is_cpu()) return host_->irecv(t, src, tag, what);
-    ncclComm_t comm;
-    int peer;
-    std::tie(comm, peer) = link(src);
-    cudaStream_t s = src == rank_ - 1 ? recv_stream_ : coll_stream_;
-    return enqueue(t, s, comm, what + " from rank " + std::to_string(src), [&](cudaStream_t st) {
+    const Link l = link(src, /*sending=*/false);
+    const ncclComm_t comm = l.comm;
+    const int peer = l.peer;
+    return enqueue(t, l.stream, comm, what + " from rank " + std::to_string(src), [&](cudaStream_t st) {
       return ncclRecv(t.data_ptr(), size_t(t.numel()), nccl_type(t), peer, comm, st);
     });
   }
@@ -146,7 +148,8 @@ class NcclTransport : public Transport {
 
   // Throws if a communicator reported an asynchronous error (after aborting them all).
   void check_async(const std::string& what) {
-    for (ncclComm_t c : {world_, next_, prev_}) {
+    for (ncclComm_t* cp : comms()) {
+      ncclComm_t c = *cp;
       if (!c) continue;
       ncclResult_t state = ncclSuccess;
       ncclCommGetAsyncError(c, &state);
@@ -172,11 +175,28 @@ class NcclTransport : public Transport {
   double timeout_s() const { return opt_.timeout_s; }
 
  private:
-  // The communicator and the peer's index in it for a message to or from `other`.
-  std::pair<ncclComm_t, int> link(int other) const {
-    if (other == rank_ + 1 && next_) return {next_, 1};
-    if (other == rank_ - 1 && prev_) return {prev_, 0};
-    return {world_, other};
+  struct Link {
+    ncclComm_t comm;
+    int peer;  // the other end's index in comm
+    cudaStream_t stream;
+  };
+  // The communicator, the peer's index in it and the stream for a message to (`sending`) or
+  // from `other`: alpha goes up (to rank + 1, from rank - 1), gradients down; anything else
+  // uses the world communicator on the collective stream.
+  Link link(int other, bool sending) const {
+    const int side = other == rank_ + 1 ? 1 : other == rank_ - 1 ? 0 : -1;
+    if (side >= 0) {
+      const int dir = (side == 1) == sending ? 0 : 1;
+      if (pair_[dir][side]) return {pair_[dir][side], side, pair_stream_[dir][side]};
+    }
+    return {world_, other, coll_stream_};
+  }
+
+  std::vector<ncclComm_t*> comms() {
+    return {&pair_[0][0], &pair_[0][1], &pair_[1][0], &pair_[1][1], &world_};
+  }
+  std::vector<cudaStream_t*> streams() {
+    return {&pair_stream_[0][0], &pair_stream_[0][1], &pair_stream_[1][0], &pair_stream_[1][1], &coll_stream_};
   }
 
   // Orders `stream` after the work queued so far on libtorch's default stream, issues the NCCL
@@ -226,15 +246,16 @@ class NcclTransport : public Transport {
   void abort() {
     if (aborted_) return;
     aborted_ = true;
-    for (ncclComm_t* c : {&next_, &prev_, &world_})
+    for (ncclComm_t* c : comms())
       if (*c) ncclCommAbort(*c), *c = nullptr;  // freed by the abort
   }
 
   std::unique_ptr<Transport> host_;
   NcclOptions opt_;
   int rank_ = 0, size_ = 1;
-  ncclComm_t world_ = nullptr, next_ = nullptr, prev_ = nullptr;
-  cudaStream_t send_stream_ = nullptr, recv_stream_ = nullptr, coll_stream_ = nullptr;
+  ncclComm_t world_ = nullptr;
+  ncclComm_t pair_[2][2] = {};  // [direction: 0 alpha, 1 gradients][side: 0 rank - 1, 1 rank + 1]
+  cudaStream_t pair_stream_[2][2] = {}, coll_stream_ = nullptr;
   bool aborted_ = false;
 };
 
