@@ -7,7 +7,6 @@
 #include <fstream>
 #include <optional>
 
-#include <sys/resource.h>
 
 #include "bll/auto_placement.h"
 #include "bll/data/dataset.h"
@@ -18,6 +17,7 @@
 #include "bll/schedules/schedule.h"
 #include "bll/placement.h"
 #include "bll/run_dir.h"
+#include "epoch_record.h"
 #include "bll/models/model.h"
 #include "bll/models/twin.h"
 
@@ -113,82 +113,6 @@ DataInfo start_up(const Config& config, std::string& run_dir, Transport& t, Rank
   return unpack(meta);
 }
 
-// This process's peak resident set size in MiB (Linux reports ru_maxrss in KiB).
-double peak_resident_mb() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return double(usage.ru_maxrss) / 1024.0;
-}
-
-double percent(double num, double den) { return den > 0 ? 100.0 * num / den : 0.0; }
-
-// Adds up the per-block statistics and per-rank timings of all ranks (every rank gets the sum).
-// `recon`: the task reconstructs images (S15-S17 instead of accuracies).
-EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockStats>& train,
-                         const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
-                         int64_t trained_samples, const BlockLearner& any_learner, bool recon) {
-  const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
-  auto buf = torch::zeros({2 * nb * F + 6 * K}, torch::kFloat64);
-  double* p = buf.data_ptr<double>();
-  for (int64_t k = 0; k < nb; ++k) {
-    train[size_t(k)].to(p + k * F);
-    test[size_t(k)].to(p + (nb + k) * F);
-  }
-  double* timing = p + 2 * nb * F;
-  timing[t.rank()] = tt.seconds;
-  timing[K + t.rank()] = tt.wait_s;
-  timing[2 * K + t.rank()] = et.seconds;
-  timing[3 * K + t.rank()] = double(tt.max_ahead);
-  for (const auto& s : train) timing[4 * K + t.rank()] += s.seconds;  // this rank's blocks only
-  timing[5 * K + t.rank()] = peak_resident_mb();
-  t.allreduce_sum(buf);
-
-  EpochRecord r;
-  r.epoch = epoch + 1;
-  for (int64_t k = 0; k < nb; ++k) {
-    const auto tr = BlockStats::from(p + k * F), te = BlockStats::from(p + (nb + k) * F);
-    r.block_loss.push_back(tr.batches > 0 ? tr.loss / tr.batches : 0);
-    r.block_kl.push_back(tr.batches > 0 ? tr.kl / tr.batches : 0);
-    r.block_pred.push_back(tr.batches > 0 ? tr.pred / tr.batches : 0);
-    r.block_train_seconds.push_back(tr.seconds);
-    auto mean = [](double sum, double n) { return n > 0 ? sum / n : 0.0; };
-    if (k + 1 < nb) {
-      r.readout_train.push_back(recon ? mean(tr.s15, tr.samples) : percent(tr.correct1, tr.samples));
-      r.readout_test.push_back(recon ? mean(te.s15, te.samples) : percent(te.correct1, te.samples));
-    } else {
-      r.reconstruction = recon;
-      r.test_s15 = mean(te.s15, te.samples), r.test_s16 = mean(te.s16, te.samples);
-      r.test_s17 = mean(te.s17, te.samples), r.train_s15 = mean(tr.s15, tr.samples);
-      r.train_top1 = percent(tr.correct1, tr.samples);
-      r.train_loss = r.block_loss.back();
-      r.test_top1 = percent(te.correct1, te.samples);
-      r.test_top3 = percent(te.correct3, te.samples);
-      r.sequences = te.sequences > 0;
-      r.test_seq_acc = percent(te.seq_correct, te.sequences);
-      r.train_seq_acc = percent(tr.seq_correct, tr.sequences);
-    }
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    r.train_seconds = std::max(r.train_seconds, timing[k]);
-    r.rank_wait_seconds.push_back(timing[K + k]);
-    r.rank_max_ahead.push_back(int64_t(timing[3 * K + k]));
-    r.rank_train_seconds.push_back(timing[k]);
-    r.rank_compute_seconds.push_back(timing[4 * K + k]);
-    r.rank_peak_rss_mb.push_back(timing[5 * K + k]);
-    r.eval_seconds = std::max(r.eval_seconds, timing[2 * K + k]);
-  }
-  r.seconds = r.train_seconds + r.eval_seconds;
-  // Pipeline efficiency: the share of its training time the busiest rank spent computing.
-  const auto busiest = std::max_element(r.rank_compute_seconds.begin(), r.rank_compute_seconds.end()) -
-                       r.rank_compute_seconds.begin();
-  const double busiest_s = r.rank_train_seconds[size_t(busiest)];
-  r.pipeline_efficiency = busiest_s > 0 ? r.rank_compute_seconds[size_t(busiest)] / busiest_s : 0;
-  r.samples_per_sec = r.train_seconds > 0 ? double(trained_samples) / r.train_seconds : 0;
-  r.mixing = any_learner.mixing();
-  r.lr = any_learner.lr();
-  return r;
-}
-
 std::string shape_str(const Shape& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
@@ -253,6 +177,68 @@ void exchange_twins(Transport& t, TwinCodes& twin, std::vector<BlockLearner>& le
   twin.load(state);
 }
 
+// What a run has set up before its learners: the pieces the placement trials, the learners
+// and the epochs all use.
+struct RunContext {
+  const Config& config;
+  Transport& t;
+  const DataInfo& info;
+  RankData& data;
+  const TwinCodes* twin;
+  const std::vector<Shape>& shapes;
+  torch::Dtype label_dtype;
+  torch::Device device;
+};
+
+// The pipeline's seconds per training batch laid out as `p`: a few batches through throw-away
+// learners (2 to warm up, 8 timed); the slowest rank's time, on every rank.
+double trial_seconds(const RunContext& run, const Placement& p, const ScheduleOptions& wire) {
+  const int rank = run.t.rank();
+  auto learners = make_learners(run.config, p, rank, run.info, run.twin, run.device);
+  for (auto& l : learners) l.start_epoch(0);
+  auto schedule = make_schedule(run.config.train.schedule,
+                                {run.t, p, learners, run.shapes, run.info.label_shape, run.label_dtype, wire});
+  const int64_t warm = 2, timed = 8, bs = run.config.train.batch_size;
+  std::vector<BlockStats> stats(size_t(run.config.model.blocks));
+  BatchSource* source = rank == 0 ? &*run.data.train : nullptr;
+  if (source) source->start_epoch(0);
+  schedule->train(source, warm * bs, bs, stats);
+  const double seconds = schedule->train(source, timed * bs, bs, stats).seconds / double(timed);
+  auto slowest = torch::zeros({run.t.size()}, torch::kFloat64);
+  slowest[rank] = seconds;
+  run.t.allreduce_sum(slowest);
+  return slowest.max().item<double>();
+}
+
+// One epoch: training with the progress bar, evaluation, and the record every rank agrees on.
+EpochRecord run_epoch(const RunContext& run, Schedule& schedule, std::vector<BlockLearner>& learners,
+                      TwinCodes* twin, int64_t epoch, ProgressBar& bar) {
+  const Config& config = run.config;
+  const int64_t epochs = config.train.epochs, bs = config.train.batch_size;
+  for (auto& l : learners) l.start_epoch(epoch);
+  if (twin && epoch > 0) exchange_twins(run.t, *twin, learners);
+  if (run.t.rank() == 0) {
+    run.data.train->start_epoch(epoch);
+    run.data.test->start_epoch(0);
+  }
+  std::vector<BlockStats> train_stats(size_t(config.model.blocks)), test_stats(size_t(config.model.blocks));
+  const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
+  const auto started = std::chrono::steady_clock::now();
+  auto progress = [&](int64_t done, int64_t total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    bar.update(done, total, label, s > 0 ? double(done * bs) / s : 0.0);
+  };
+  const PhaseTiming tt =
+      schedule.train(run.data.train ? &*run.data.train : nullptr, run.info.n_train, bs, train_stats, progress);
+  bar.clear();
+  const PhaseTiming et = schedule.eval(run.data.test ? &*run.data.test : nullptr, run.info.n_test, bs, test_stats);
+  EpochRecord rec = gather_epoch(run.t, epoch, train_stats, test_stats, tt, et,
+                                 num_batches(run.info.n_train, bs, true) * bs, learners.front(),
+                                 run.info.float_labels != 0);
+  if (config.train.end_to_end()) rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp, fa
+  return rec;
+}
+
 }  // namespace
 
 TrainResult run_training(const Config& config, Transport& t, const TrainOptions& options) {
@@ -287,28 +273,12 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   wire.device = options.device;
   wire.message_dtype = message_dtype(config.runtime);
   wire.micro_batches = config.train.micro_batches;
-  const torch::Dtype label_dtype = info.float_labels ? torch::kFloat32 : torch::kInt64;
-  if (config.runtime.auto_placement) {
-    // A trial: a few batches through throw-away learners laid out as `p`; the slowest rank's time.
-    auto trial = [&](const Placement& p) {
-      auto trial_learners = make_learners(config, p, rank, info, twin ? &*twin : nullptr, options.device);
-      for (auto& l : trial_learners) l.start_epoch(0);
-      auto trial_schedule = make_schedule(config.train.schedule, {t, p, trial_learners, shapes, info.label_shape,
-                                                                  label_dtype, wire});
-      const int64_t warm = 2, timed = 8, bs = config.train.batch_size;
-      std::vector<BlockStats> stats(size_t(config.model.blocks));
-      BatchSource* source = rank == 0 ? &*data.train : nullptr;
-      if (source) source->start_epoch(0);
-      trial_schedule->train(source, warm * bs, bs, stats);
-      const double seconds = trial_schedule->train(source, timed * bs, bs, stats).seconds / double(timed);
-      auto slowest = torch::zeros({t.size()}, torch::kFloat64);
-      slowest[rank] = seconds;
-      t.allreduce_sum(slowest);
-      return slowest.max().item<double>();
-    };
+  const RunContext run{config, t, info, data, twin ? &*twin : nullptr, shapes,
+                       info.float_labels ? torch::kFloat32 : torch::kInt64, options.device};
+  if (config.runtime.auto_placement)
     placement = place_by_cost(config, t, info.sample_shape, info.num_classes, data.train ? &*data.train : nullptr,
-                              twin ? &*twin : nullptr, options.device, print, trial);
-  }
+                              run.twin, options.device, print,
+                              [&](const Placement& p) { return trial_seconds(run, p, wire); });
   std::vector<BlockLearner> learners =
       make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
   wire.before_step = options.before_step;
@@ -317,7 +287,8 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     wire.tracer = &tracer;
     for (auto& l : learners) l.set_tracer(&tracer);
   }
-  auto schedule = make_schedule(config.train.schedule, {t, placement, learners, shapes, info.label_shape, label_dtype, wire});
+  auto schedule =
+      make_schedule(config.train.schedule, {t, placement, learners, shapes, info.label_shape, run.label_dtype, wire});
 
   if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;
@@ -332,30 +303,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     tracer.restart();
   }
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    for (auto& l : learners) l.start_epoch(epoch);
-    if (twin && epoch > 0) exchange_twins(t, *twin, learners);
-    if (rank == 0) {
-      data.train->start_epoch(epoch);
-      data.test->start_epoch(0);
-    }
-    std::vector<BlockStats> train_stats(size_t(config.model.blocks)), test_stats(size_t(config.model.blocks));
-
-    const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
-    const auto started = std::chrono::steady_clock::now();
-    auto progress = [&](int64_t done, int64_t total) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      bar.update(done, total, label, s > 0 ? double(done * config.train.batch_size) / s : 0.0);
-    };
-    const PhaseTiming tt = schedule->train(data.train ? &*data.train : nullptr, info.n_train,
-                                          config.train.batch_size, train_stats, progress);
-    bar.clear();
-    const PhaseTiming et = schedule->eval(data.test ? &*data.test : nullptr, info.n_test, config.train.batch_size,
-                                         test_stats);
-
-    EpochRecord rec = gather_epoch(t, epoch, train_stats, test_stats, tt, et,
-                                   num_batches(info.n_train, config.train.batch_size, true) * config.train.batch_size,
-                                   learners.front(), info.float_labels != 0);
-    if (config.train.end_to_end()) rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp, fa
+    EpochRecord rec = run_epoch(run, *schedule, learners, twin ? &*twin : nullptr, epoch, bar);
     if (metrics) metrics->append(rec);
     if (print) {
       std::printf("%s\n", format_epoch_line(rec, epochs).c_str());
