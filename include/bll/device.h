@@ -45,10 +45,10 @@ class Autocast {
 // A CPU tensor on `device`: copied through pinned memory, asynchronously to the host.
 torch::Tensor to_device(const torch::Tensor& t, torch::Device device);
 
-// Rank 0's input batches on their way to its device. stage() starts moving a batch; take()
-// returns the oldest staged one, ordered before any kernel queued after the call. On a GPU the
-// copy runs from pinned memory on a stream of its own (where the CUDA runtime is built in), so
-// that staging batch t + 1 before computing batch t overlaps the copy with the compute.
+// Rank 0's input batches on their way to its device: next() returns batch t, ordered before any
+// kernel queued after the call, and has already started moving batch t + 1. On a GPU the copy
+// runs from pinned memory on a stream of its own (where the CUDA runtime is built in), so the
+// copy of batch t + 1 overlaps batch t's compute.
 class InputStager {
  public:
   class Copier {  // one device's way to copy a batch; see make_cuda_copier
@@ -58,12 +58,18 @@ class InputStager {
     virtual void finish() = 0;  // the oldest started copy: order the compute stream after it
   };
 
-  InputStager(torch::Device device, int rank);  // rank: named in errors
+  // Batches 0 .. batches - 1 of `source`, in order (null on ranks that do not feed: nothing to
+  // stage). rank: named in errors.
+  InputStager(BatchSource* source, int64_t batches, torch::Device device, int rank);
   ~InputStager();
+  Batch next();
+
+ private:
   void stage(Batch batch);
   Batch take();
 
- private:
+  BatchSource* source_;
+  int64_t batches_, staged_count_ = 0;
   torch::Device device_;
   std::unique_ptr<Copier> copier_;  // null: copy at take(), on the compute stream
   std::deque<Batch> staged_;

@@ -92,13 +92,22 @@ torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
   return t.pin_memory().to(device, /*non_blocking=*/true);
 }
 
-InputStager::InputStager(torch::Device device, int rank) : device_(device) {
+InputStager::InputStager(BatchSource* source, int64_t batches, torch::Device device, int rank)
+    : source_(source), batches_(batches), device_(device) {
+  if (!source_ || batches_ == 0) return;
 #ifdef BLL_HAVE_CUDART
   if (device.is_cuda()) copier_ = make_cuda_copier(device, rank);
 #endif
+  stage(source_->get(0));
 }
 
 InputStager::~InputStager() = default;
+
+Batch InputStager::next() {
+  Batch batch = take();
+  if (staged_count_ < batches_) stage(source_->get(staged_count_));
+  return batch;
+}
 
 void InputStager::stage(Batch batch) {
   if (copier_) {
@@ -109,10 +118,11 @@ void InputStager::stage(Batch batch) {
     batch = std::move(dev);
   }
   staged_.push_back(std::move(batch));
+  ++staged_count_;
 }
 
 Batch InputStager::take() {
-  if (staged_.empty()) throw RuntimeError("input stager: take() without a staged batch");
+  if (staged_.empty()) throw RuntimeError("input stager: next() past the last batch, or on a rank without data");
   Batch batch = std::move(staged_.front());
   staged_.pop_front();
   if (copier_) {

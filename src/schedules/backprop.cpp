@@ -58,16 +58,14 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
   const auto start = Clock::now();
   auto wait = [&](WorkPtr w, const char* what) { wait_for(*w, timing.wait_s, tracer, what); };
 
-  InputStager input(opt.device, rank);  // batch b + 1 is staged before batch b computes
-  if (feeds && n > 0) input.stage(source->get(0));
+  InputStager input(feeds ? source : nullptr, n, opt.device, rank);  // batch b + 1 moves while b computes
   for (int64_t b = 0; b < n; ++b) {
     if (tracer) tracer->set_batch(b);
     const std::string id = "train batch " + std::to_string(b);
     torch::Tensor x, y;
     if (feeds) {
       Tracer::Span span(tracer, "load batch", "data");
-      Batch batch = input.take();
-      if (b + 1 < n) input.stage(source->get(b + 1));
+      Batch batch = input.next();
       x = batch.x, y = batch.y;
     } else {
       y = torch::empty(with_batch(batch_size, ctx_.label_shape), on_device.dtype(ctx_.label_dtype));

@@ -115,8 +115,7 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
   };
   int64_t credited = 0;  // batches the next rank has taken (credits received)
   for (int64_t t = 0; t < window; ++t) post(t), post_credit(t);
-  InputStager input(opt.device, rank);  // batch t + 1 is staged before batch t computes
-  if (feeds && n > 0) input.stage(source->get(0));
+  InputStager input(feeds ? source : nullptr, n, opt.device, rank);  // batch t + 1 moves while t computes
 
   Tracer* tracer = opt.tracer;
   for (int64_t t = 0; t < n; ++t) {
@@ -125,8 +124,7 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
     if (feeds) {
       {
         Tracer::Span span(tracer, "load batch", "data");
-        Batch batch = input.take();
-        if (t + 1 < n) input.stage(source->get(t + 1));
+        Batch batch = input.next();
         x = batch.x, y = batch.y;
       }
       labels_out.push_back(transport.ibroadcast(y, 0, "labels of " + id(t)));

@@ -111,20 +111,16 @@ class NcclTransport : public Transport {
   WorkPtr isend(const torch::Tensor& t, int dst, int tag, const std::string& what) override {
     if (t.device().is_cpu()) return host_->isend(t, dst, tag, what);
     const Link l = link(dst, /*sending=*/true);
-    const ncclComm_t comm = l.comm;
-    const int peer = l.peer;
-    return enqueue(t, l.stream, comm, "send of " + what + " to rank " + std::to_string(dst), [&](cudaStream_t st) {
-      return ncclSend(t.data_ptr(), size_t(t.numel()), nccl_type(t), peer, comm, st);
+    return enqueue(t, l.stream, l.comm, "send of " + what + " to rank " + std::to_string(dst), [&](cudaStream_t st) {
+      return ncclSend(t.data_ptr(), size_t(t.numel()), nccl_type(t), l.peer, l.comm, st);
     });
   }
 
   WorkPtr irecv(const torch::Tensor& t, int src, int tag, const std::string& what) override {
     if (t.device().is_cpu()) return host_->irecv(t, src, tag, what);
     const Link l = link(src, /*sending=*/false);
-    const ncclComm_t comm = l.comm;
-    const int peer = l.peer;
-    return enqueue(t, l.stream, comm, what + " from rank " + std::to_string(src), [&](cudaStream_t st) {
-      return ncclRecv(t.data_ptr(), size_t(t.numel()), nccl_type(t), peer, comm, st);
+    return enqueue(t, l.stream, l.comm, what + " from rank " + std::to_string(src), [&](cudaStream_t st) {
+      return ncclRecv(t.data_ptr(), size_t(t.numel()), nccl_type(t), l.peer, l.comm, st);
     });
   }
 
