@@ -223,6 +223,14 @@ Config resolve(const Entries& entries, const std::string& source) {
   if (c.train.micro_batches > c.train.batch_size)
     throw ConfigError(source + ": key 'train.micro_batches': " + std::to_string(c.train.micro_batches) +
                       " micro-batches do not fit in a batch of " + std::to_string(c.train.batch_size));
+  if (c.train.batch_size % c.runtime.replicas != 0)
+    throw ConfigError(source + ": key 'runtime.replicas': " + std::to_string(c.runtime.replicas) +
+                      " replicas cannot share a batch of " + std::to_string(c.train.batch_size) +
+                      " equally (train.batch_size must be a multiple of runtime.replicas)");
+  if (c.train.micro_batches > c.train.batch_size / c.runtime.replicas)
+    throw ConfigError(source + ": key 'train.micro_batches': " + std::to_string(c.train.micro_batches) +
+                      " micro-batches do not fit in a replica's share of the batch (" +
+                      std::to_string(c.train.batch_size / c.runtime.replicas) + " samples)");
   if (c.runtime.transport == "nccl" && c.runtime.device != "cuda")
     throw ConfigError(source + ": key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda "
                       "(runtime.device is " + c.runtime.device + ")");

@@ -195,6 +195,14 @@ std::vector<KeySpec> make_schema() {
         "record what every rank does when and write trace.json (Chrome trace events) in the run directory"),
     row("runtime.deterministic", &C::runtime, &RuntimeConfig::deterministic, "false",
         "cuda: deterministic kernels only (cuDNN, scatter-adds), so that reruns give equal parameters; slower"),
+    row("runtime.replicas", &C::runtime, &RuntimeConfig::replicas, "1",
+        "data x pipeline parallelism: the K ranks form K/replicas pipeline stages x replicas; each replica "
+        "trains on its share (train.batch_size / replicas) of every batch", range(1, 1 << 20)),
+    row("runtime.sync", &C::runtime, &RuntimeConfig::sync, "grads",
+        "how the replicas of a stage agree: grads (average gradients every step) or params (average "
+        "parameters every runtime.sync_every steps and at the end of each epoch)", one_of({"grads", "params"})),
+    row("runtime.sync_every", &C::runtime, &RuntimeConfig::sync_every, "1",
+        "runtime.sync params: optimizer steps between parameter averages", range(1, 1 << 30)),
   };
 }
 

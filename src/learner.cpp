@@ -39,14 +39,23 @@ BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int6
     return (feedback && (method != "bll" || closed_form_feedback(block))) ||
            (key.rfind("readout.", 0) == 0 && config.train.end_to_end());
   };
-  std::vector<torch::Tensor> trained;
   for (auto& block : blocks_)
     for (const auto& p : block->named_parameters()) {
       const bool skip = untrained(block, p.key());
       p.value().set_requires_grad(!skip);
-      if (!skip) trained.push_back(p.value());
+      if (!skip) trained_.push_back(p.value());
     }
-  optimizer_ = make_optimizer(trained, config.optim);
+  optimizer_ = make_optimizer(trained_, config.optim);
+}
+
+void BlockLearner::step() {
+  if (sync_) {
+    Tracer::Span span(tracer_, "replica sync", "comm");
+    sync_->before_step(trained_);
+  }
+  optimizer_->step();
+  ++steps_;
+  if (sync_) sync_->after_step(trained_, steps_);
 }
 
 bool BlockLearner::closed_form_feedback(const Block& block) const {
@@ -120,7 +129,7 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
     total.backward();
   }
   Tracer::Span span(tracer_, "optimizer step", "compute");
-  optimizer_->step();
+  step();
   return x.detach();
 }
 
@@ -146,8 +155,10 @@ torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& 
       const auto message = per_token(alpha, tokens);
       const auto a = channel_means(message);
       if (closed_form_feedback(block))
-        block->fit_feedback(family_->expectation(a.detach()), y.reshape(-1), c.feedback_momentum,
-                            [&](const torch::Tensor& e) { return family_->from_expectation(e); });
+        block->fit_feedback(
+            family_->expectation(a.detach()), y.reshape(-1), c.feedback_momentum,
+            [&](const torch::Tensor& e) { return family_->from_expectation(e); },
+            sync_ ? [&](const torch::Tensor& t) { sync_->sum(t); } : std::function<void(const torch::Tensor&)>());
       loss = block_local_loss(*family_, message, feedback_message(block, y), predictive_loss(pred, y), m_, c);
       x = c.forward_posterior ? posterior_message(message, a, loss.posterior).view_as(alpha) : alpha;
     }

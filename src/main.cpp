@@ -13,6 +13,7 @@
 #include "bll/runtime.h"
 #include "bll/trainer.h"
 #include "bll/transport/mpi.h"
+#include "bll/transport/grid.h"
 #include "bll/transport/registry.h"
 
 namespace {
@@ -22,7 +23,8 @@ const char* kUsage =
     "       mpirun -np K bll-train CONFIG.yaml [section.key=value ...]\n"
     "\n"
     "Trains the network of CONFIG.yaml with block-local learning; each of the K ranks owns a\n"
-    "contiguous range of the model.blocks blocks. Overrides take YAML values, e.g.\n"
+    "contiguous range of the model.blocks blocks (with runtime.replicas=R, the K ranks form\n"
+    "K/R pipeline stages x R replicas). Overrides take YAML values, e.g.\n"
     "train.epochs=1 model.widths=[16,32].\n"
     "Exit codes: 0 done, 2 usage or configuration error, 3 data error, 4 runtime error.\n"
     "\n"
@@ -54,10 +56,12 @@ int run(int argc, char** argv, int rank, int world) {
     std::printf("bll-train: %d rank%s, %d on this node, %d intra-op thread%s each, device %s\n", world,
                 world > 1 ? "s" : "", where.local_ranks, threads, threads > 1 ? "s" : "", device.str().c_str());
 
-  auto transport = bll::make_transport(config.runtime.transport, {MPI_COMM_WORLD, where, device, config.runtime});
+  bll::agreed(rank, [&] { bll::check_grid(world, config.runtime.replicas); });
+  const bll::GridTransports grid(config.runtime.transport, {MPI_COMM_WORLD, where, device, config.runtime},
+                                 int(config.runtime.replicas));
   bll::TrainOptions options;
   options.device = device;
-  bll::run_training(config, *transport, options);
+  bll::run_training(config, grid.view(), options);
   return bll::kExitOk;
 }
 

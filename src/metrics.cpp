@@ -46,6 +46,10 @@ std::string to_json_line(const EpochRecord& r) {
   j["rank_compute_seconds"] = r.rank_compute_seconds;
   j["rank_peak_rss_mb"] = r.rank_peak_rss_mb;
   j["pipeline_efficiency"] = r.pipeline_efficiency;
+  if (r.replicas > 1) {
+    j["replicas"] = r.replicas;
+    j["replica_divergence"] = r.replica_divergence;
+  }
   return j.dump();
 }
 
@@ -71,6 +75,11 @@ std::string format_epoch_line(const EpochRecord& r, int64_t epochs) {
       line += b;
     }
     line += r.reconstruction ? " (readout S15)" : "%";
+  }
+  if (r.replicas > 1) {
+    char b[64];
+    std::snprintf(b, sizeof b, "  replicas differ by %.1e", r.replica_divergence);
+    line += b;
   }
   char tail[160];
   std::snprintf(tail, sizeof tail, "  m %.3f  lr %.2e  %.0f samples/s  %.1fs", r.mixing, r.lr, r.samples_per_sec,

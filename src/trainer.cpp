@@ -16,6 +16,7 @@
 #include "bll/learner.h"
 #include "bll/schedules/schedule.h"
 #include "bll/placement.h"
+#include "bll/replicas.h"
 #include "bll/run_dir.h"
 #include "epoch_record.h"
 #include "bll/models/model.h"
@@ -61,55 +62,66 @@ DataInfo unpack(const torch::Tensor& v) {
   return info;
 }
 
-struct RankData {  // rank 0 only
+struct RankData {  // the feeding rank of each replica only
   std::optional<BatchSource> train, test;
 };
 
-// Rank 0 claims the run directory and loads the data; every rank learns the outcome and the
-// directory. A failure there ends every rank with the same exit code before any training,
-// reported once by rank 0.
-DataInfo start_up(const Config& config, std::string& run_dir, Transport& t, RankData& data) {
+// The samples [begin, begin + count) of n that replica r of R evaluates.
+struct Share {
+  int64_t begin, count;
+};
+Share share_of(int64_t n, int r, int R) {
+  const int64_t begin = n * r / R;
+  return {begin, n * (r + 1) / R - begin};
+}
+
+Dataset slice(const Dataset& d, Share s) {
+  Dataset out = d;
+  out.images = d.images.narrow(0, s.begin, s.count);
+  out.labels = d.labels.narrow(0, s.begin, s.count);
+  return out;
+}
+
+// World rank 0 claims the run directory; the feeding rank of every replica loads the data and
+// makes its replica's sources (its share of every training batch, its share of the test set).
+// Every rank learns the outcome and the directory. A failure anywhere ends every rank with the
+// same exit code before any training, reported once.
+DataInfo start_up(const Config& config, std::string& run_dir, const Grid& grid, RankData& data) {
   DataInfo info;
-  std::string status = "ok";
-  if (t.rank() == 0) {
-    try {
+  agree_on_every_rank(grid.world, [&] {
+    if (grid.world.rank() == 0) {
       run_dir = claim_run_dir(config);
       std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
-      DataSplit split = load_dataset(config.data, uint64_t(config.train.seed));
-      info.n_train = split.train.size();
-      info.n_test = split.test.size();
-      info.num_classes = split.num_classes;
-      const auto s = split.train.images.sizes();
-      info.sample_shape = Shape(s.begin() + 1, s.end());
-      info.label_shape = Shape(split.train.labels.sizes().begin() + 1, split.train.labels.sizes().end());
-      if (split.train.reconstruct) {  // the target is the input; its size takes the place of the classes
-        info.label_shape = info.sample_shape;
-        info.num_classes = split.train.images[0].numel();
-        info.float_labels = 1;
-      }
-      const bool images = !split.train.sequences() && !split.train.reconstruct;
-      const Normalizer norm = images && config.data.normalize ? Normalizer::fit(split.train.images)
-                                                              : Normalizer::identity(images ? s[1] : 1);
-      const uint64_t seed = uint64_t(config.train.seed);
-      data.train.emplace(split.train, norm, config.train.batch_size, true,
-                         Augment{config.data.hflip, config.data.crop_padding}, seed);
-      data.test.emplace(split.test, norm, config.train.batch_size, false, Augment{}, seed);
-      if (data.train->num_batches() == 0)
-        throw ConfigError(config.source + ": key 'train.batch_size': " + std::to_string(config.train.batch_size) +
-                          " is larger than the training set (" + std::to_string(info.n_train) + " samples)");
-    } catch (const Error& e) {
-      status = std::to_string(int(e.code())) + ":" + e.what();
     }
-  }
-  t.broadcast_string(status, 0);
-  t.broadcast_string(run_dir, 0);
-  if (status != "ok") {
-    const auto colon = status.find(':');
-    const auto code = ExitCode(std::stoi(status.substr(0, colon)));
-    throw AgreedError(code, status.substr(colon + 1), t.rank() == 0);
-  }
-  auto meta = t.rank() == 0 ? pack(info) : torch::zeros({kInfoSize}, torch::kInt64);
-  t.ibroadcast(meta, 0, "data description")->wait();
+    if (grid.pipeline.rank() != 0) return;
+    DataSplit split = load_dataset(config.data, uint64_t(config.train.seed));
+    info.n_train = split.train.size();
+    info.n_test = split.test.size();
+    info.num_classes = split.num_classes;
+    const auto s = split.train.images.sizes();
+    info.sample_shape = Shape(s.begin() + 1, s.end());
+    info.label_shape = Shape(split.train.labels.sizes().begin() + 1, split.train.labels.sizes().end());
+    if (split.train.reconstruct) {  // the target is the input; its size takes the place of the classes
+      info.label_shape = info.sample_shape;
+      info.num_classes = split.train.images[0].numel();
+      info.float_labels = 1;
+    }
+    const bool images = !split.train.sequences() && !split.train.reconstruct;
+    const Normalizer norm = images && config.data.normalize ? Normalizer::fit(split.train.images)
+                                                            : Normalizer::identity(images ? s[1] : 1);
+    const uint64_t seed = uint64_t(config.train.seed);
+    const int64_t batch = config.train.batch_size, replica_batch = batch / grid.num_replicas;
+    data.train.emplace(split.train, norm, batch, true, Augment{config.data.hflip, config.data.crop_padding}, seed);
+    if (grid.num_replicas > 1) data.train->shard(grid.replica, grid.num_replicas);
+    data.test.emplace(slice(split.test, share_of(info.n_test, grid.replica, grid.num_replicas)), norm,
+                      replica_batch, false, Augment{}, seed);
+    if (data.train->num_batches() == 0)
+      throw ConfigError(config.source + ": key 'train.batch_size': " + std::to_string(batch) +
+                        " is larger than the training set (" + std::to_string(info.n_train) + " samples)");
+  });
+  grid.world.broadcast_string(run_dir, 0);
+  auto meta = grid.world.rank() == 0 ? pack(info) : torch::zeros({kInfoSize}, torch::kInt64);
+  grid.world.ibroadcast(meta, 0, "data description")->wait();
   return unpack(meta);
 }
 
@@ -119,17 +131,23 @@ std::string shape_str(const Shape& s) {
   return out + "]";
 }
 
-void print_plan(const Config& config, const Transport& t, const Placement& placement, const std::vector<Shape>& shapes,
+void print_plan(const Config& config, const Grid& grid, const Placement& placement, const std::vector<Shape>& shapes,
                 const std::vector<int64_t>& layers, const DataInfo& info, const std::string& run_dir) {
-  std::printf("bll-train: %s | %s %lld train / %lld test | %s, %lld blocks on %d rank%s (%s), in_flight %lld | run dir %s\n",
+  const Transport& t = grid.pipeline;
+  std::string ranks = std::to_string(t.size()) + " rank" + (t.size() > 1 ? "s" : "");
+  if (grid.num_replicas > 1)
+    ranks = std::to_string(grid.world.size()) + " ranks = " + std::to_string(t.size()) + " stage" +
+            (t.size() > 1 ? "s" : "") + " x " + std::to_string(grid.num_replicas) + " replicas (sync " +
+            config.runtime.sync + ")";
+  std::printf("bll-train: %s | %s %lld train / %lld test | %s, %lld blocks on %s (%s), in_flight %lld | run dir %s\n",
               config.source.c_str(), config.data.dataset.c_str(), (long long)info.n_train, (long long)info.n_test,
-              config.model.type.c_str(), (long long)config.model.blocks, t.size(), t.size() > 1 ? "s" : "",
-              t.name().c_str(), (long long)config.train.in_flight, run_dir.c_str());
+              config.model.type.c_str(), (long long)config.model.blocks, ranks.c_str(), t.name().c_str(),
+              (long long)config.train.in_flight, run_dir.c_str());
   for (int r = 0; r < t.size(); ++r)
     for (int64_t k = placement.first_block(r); k < placement.end_block(r); ++k)
-      std::printf("  rank %d: block %lld %s -> %s, %lld layer%s\n", r, (long long)k, shape_str(shapes[size_t(k)]).c_str(),
-                  shape_str(shapes[size_t(k) + 1]).c_str(), (long long)layers[size_t(k)],
-                  layers[size_t(k)] == 1 ? "" : "s");
+      std::printf("  %s %d: block %lld %s -> %s, %lld layer%s\n", grid.num_replicas > 1 ? "stage" : "rank", r,
+                  (long long)k, shape_str(shapes[size_t(k)]).c_str(), shape_str(shapes[size_t(k) + 1]).c_str(),
+                  (long long)layers[size_t(k)], layers[size_t(k)] == 1 ? "" : "s");
   std::fflush(stdout);
 }
 
@@ -178,63 +196,99 @@ void exchange_twins(Transport& t, TwinCodes& twin, std::vector<BlockLearner>& le
 }
 
 // What a run has set up before its learners: the pieces the placement trials, the learners
-// and the epochs all use.
+// and the epochs all use. Sizes are this replica's: its share of every training batch and of
+// the test set.
 struct RunContext {
   const Config& config;
-  Transport& t;
+  const Grid& grid;
   const DataInfo& info;
   RankData& data;
   const TwinCodes* twin;
   const std::vector<Shape>& shapes;
   torch::Dtype label_dtype;
   torch::Device device;
+  int64_t batch, train_samples, test_samples;
 };
 
 // The pipeline's seconds per training batch laid out as `p`: a few batches through throw-away
-// learners (2 to warm up, 8 timed); the slowest rank's time, on every rank.
+// learners (2 to warm up, 8 timed); the slowest rank's time, on every rank of the pipeline.
 double trial_seconds(const RunContext& run, const Placement& p, const ScheduleOptions& wire) {
-  const int rank = run.t.rank();
-  auto learners = make_learners(run.config, p, rank, run.info, run.twin, run.device);
+  Transport& t = run.grid.pipeline;
+  auto learners = make_learners(run.config, p, t.rank(), run.info, run.twin, run.device);
   for (auto& l : learners) l.start_epoch(0);
   auto schedule = make_schedule(run.config.train.schedule,
-                                {run.t, p, learners, run.shapes, run.info.label_shape, run.label_dtype, wire});
-  const int64_t warm = 2, timed = 8, bs = run.config.train.batch_size;
+                                {t, p, learners, run.shapes, run.info.label_shape, run.label_dtype, wire});
+  const int64_t warm = 2, timed = 8, bs = run.batch;
   std::vector<BlockStats> stats(size_t(run.config.model.blocks));
-  BatchSource* source = rank == 0 ? &*run.data.train : nullptr;
+  BatchSource* source = run.data.train ? &*run.data.train : nullptr;
   if (source) source->start_epoch(0);
   schedule->train(source, warm * bs, bs, stats);
   const double seconds = schedule->train(source, timed * bs, bs, stats).seconds / double(timed);
-  auto slowest = torch::zeros({run.t.size()}, torch::kFloat64);
-  slowest[rank] = seconds;
-  run.t.allreduce_sum(slowest);
+  auto slowest = torch::zeros({t.size()}, torch::kFloat64);
+  slowest[t.rank()] = seconds;
+  t.allreduce_sum(slowest);
   return slowest.max().item<double>();
+}
+
+// Where the blocks go: runtime.blocks_per_rank, or with `auto` the best of a few trials. The
+// trials run in replica 0, whose choice every replica takes, so that the ranks of a stage
+// always hold the same blocks.
+Placement place(const RunContext& run, const ScheduleOptions& wire, bool print, Placement placement) {
+  const Config& config = run.config;
+  const Grid& grid = run.grid;
+  if (!config.runtime.auto_placement) return placement;
+  if (grid.replica == 0)
+    placement = place_by_cost(config, grid.pipeline, run.info.sample_shape, run.info.num_classes,
+                              run.data.train ? &*run.data.train : nullptr, run.twin, run.device, print,
+                              [&](const Placement& p) { return trial_seconds(run, p, wire); });
+  if (!grid.replicas) return placement;
+  const int S = grid.pipeline.size();
+  auto counts = torch::zeros({S}, torch::kInt64);
+  for (int r = 0; r < S; ++r) counts[r] = placement.end_block(r) - placement.first_block(r);
+  grid.replicas->ibroadcast(counts, 0, "replica 0's placement")->wait();
+  std::vector<int64_t> blocks(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + S);
+  return Placement(config.model.blocks, S, blocks, config.loss.span);
+}
+
+// The end of an epoch's training for the replicas: how far they drifted, then one model.
+double end_epoch_sync(ReplicaSync& sync, std::vector<BlockLearner>& learners) {
+  std::vector<torch::Tensor> params, buffers;
+  for (auto& l : learners) {
+    params.insert(params.end(), l.trained_parameters().begin(), l.trained_parameters().end());
+    for (auto& block : l.blocks())
+      for (const auto& b : block->buffers()) buffers.push_back(b);
+  }
+  return sync.end_epoch(params, buffers);
 }
 
 // One epoch: training with the progress bar, evaluation, and the record every rank agrees on.
 EpochRecord run_epoch(const RunContext& run, Schedule& schedule, std::vector<BlockLearner>& learners,
-                      TwinCodes* twin, int64_t epoch, ProgressBar& bar) {
+                      TwinCodes* twin, ReplicaSync* sync, int64_t epoch, ProgressBar& bar) {
   const Config& config = run.config;
-  const int64_t epochs = config.train.epochs, bs = config.train.batch_size;
+  const int64_t epochs = config.train.epochs, bs = run.batch;
   for (auto& l : learners) l.start_epoch(epoch);
-  if (twin && epoch > 0) exchange_twins(run.t, *twin, learners);
-  if (run.t.rank() == 0) {
+  if (twin && epoch > 0) exchange_twins(run.grid.pipeline, *twin, learners);
+  if (run.data.train) {
     run.data.train->start_epoch(epoch);
     run.data.test->start_epoch(0);
   }
   std::vector<BlockStats> train_stats(size_t(config.model.blocks)), test_stats(size_t(config.model.blocks));
   const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
   const auto started = std::chrono::steady_clock::now();
+  const double replicas = run.grid.num_replicas;
   auto progress = [&](int64_t done, int64_t total) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    bar.update(done, total, label, s > 0 ? double(done * bs) / s : 0.0);
+    bar.update(done, total, label, s > 0 ? replicas * double(done * bs) / s : 0.0);
   };
   const PhaseTiming tt =
-      schedule.train(run.data.train ? &*run.data.train : nullptr, run.info.n_train, bs, train_stats, progress);
+      schedule.train(run.data.train ? &*run.data.train : nullptr, run.train_samples, bs, train_stats, progress);
   bar.clear();
-  const PhaseTiming et = schedule.eval(run.data.test ? &*run.data.test : nullptr, run.info.n_test, bs, test_stats);
-  EpochRecord rec = gather_epoch(run.t, epoch, train_stats, test_stats, tt, et,
-                                 num_batches(run.info.n_train, bs, true) * bs, learners.front(),
-                                 run.info.float_labels != 0);
+  const double divergence = sync ? end_epoch_sync(*sync, learners) : 0.0;
+  const PhaseTiming et = schedule.eval(run.data.test ? &*run.data.test : nullptr, run.test_samples, bs, test_stats);
+  EpochRecord rec = gather_epoch(run.grid.world, epoch, train_stats, test_stats, tt, et,
+                                 run.train_samples * run.grid.num_replicas, learners.front(),
+                                 run.info.float_labels != 0, divergence);
+  rec.replicas = run.grid.num_replicas;
   if (config.train.end_to_end()) rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp, fa
   return rec;
 }
@@ -242,20 +296,32 @@ EpochRecord run_epoch(const RunContext& run, Schedule& schedule, std::vector<Blo
 }  // namespace
 
 TrainResult run_training(const Config& config, Transport& t, const TrainOptions& options) {
-  const int rank = t.rank();
-  const bool print = options.print && rank == 0;
-  std::string run_dir;  // claimed by rank 0 in start_up
+  if (config.runtime.replicas != 1)
+    throw ConfigError(config.source + ": key 'runtime.replicas': " + std::to_string(config.runtime.replicas) +
+                      " replicas need a grid of transports (bll-train makes one)");
+  return run_training(config, Grid{t, t, nullptr, 0, 1}, options);
+}
 
-  // Where: this rank's blocks (with runtime.blocks_per_rank auto, this checks the rank count).
-  Placement placement = agreed(rank, [&] {
+TrainResult run_training(const Config& config, const Grid& grid, const TrainOptions& options) {
+  if (config.runtime.replicas != grid.num_replicas)
+    throw RuntimeError("runtime.replicas is " + std::to_string(config.runtime.replicas) + " but the grid has " +
+                       std::to_string(grid.num_replicas) + " replicas");
+  Transport& t = grid.pipeline;
+  const int rank = t.rank(), world_rank = grid.world.rank();
+  const bool lead = world_rank == 0, print = options.print && lead;
+  std::string run_dir;  // claimed by world rank 0 in start_up
+
+  // Where: this rank's blocks (with runtime.blocks_per_rank auto, this checks the stage count
+  // now and places by trial once the data is in).
+  const Placement given = agreed(world_rank, [&] {
     return Placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank, config.loss.span);
   });
 
   RankData data;
-  const DataInfo info = start_up(config, run_dir, t, data);
+  const DataInfo info = start_up(config, run_dir, grid, data);
   const auto shapes =
-      agreed(rank, [&] { return block_boundary_shapes(config.model, info.sample_shape, info.num_classes); });
-  const auto layers = agreed(rank, [&] {
+      agreed(world_rank, [&] { return block_boundary_shapes(config.model, info.sample_shape, info.num_classes); });
+  const auto layers = agreed(world_rank, [&] {
     require_method(config, info.sample_shape, info.num_classes);
     return block_layer_counts(config.model, info.sample_shape, info.num_classes);
   });
@@ -273,14 +339,26 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   wire.device = options.device;
   wire.message_dtype = message_dtype(config.runtime);
   wire.micro_batches = config.train.micro_batches;
-  const RunContext run{config, t, info, data, twin ? &*twin : nullptr, shapes,
-                       info.float_labels ? torch::kFloat32 : torch::kInt64, options.device};
-  if (config.runtime.auto_placement)
-    placement = place_by_cost(config, t, info.sample_shape, info.num_classes, data.train ? &*data.train : nullptr,
-                              run.twin, options.device, print,
-                              [&](const Placement& p) { return trial_seconds(run, p, wire); });
+  const int64_t batch = config.train.batch_size / grid.num_replicas;
+  const RunContext run{config,
+                       grid,
+                       info,
+                       data,
+                       twin ? &*twin : nullptr,
+                       shapes,
+                       info.float_labels ? torch::kFloat32 : torch::kInt64,
+                       options.device,
+                       batch,
+                       num_batches(info.n_train, config.train.batch_size, true) * batch,
+                       share_of(info.n_test, grid.replica, grid.num_replicas).count};
+  const Placement placement = place(run, wire, print, given);
   std::vector<BlockLearner> learners =
       make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
+  std::optional<ReplicaSync> sync;
+  if (grid.replicas) {
+    sync.emplace(*grid.replicas, config.runtime);
+    for (auto& l : learners) l.set_replica_sync(&*sync);
+  }
   wire.before_step = options.before_step;
   Tracer tracer(config.runtime.trace);
   if (tracer.enabled()) {
@@ -290,9 +368,9 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
   auto schedule =
       make_schedule(config.train.schedule, {t, placement, learners, shapes, info.label_shape, run.label_dtype, wire});
 
-  if (print) print_plan(config, t, placement, shapes, layers, info, run_dir);
+  if (print) print_plan(config, grid, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;
-  if (rank == 0) metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string());
+  if (lead) metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string());
   ProgressBar bar(print && (config.runtime.progress == "on" ||
                             (config.runtime.progress == "auto" && stdout_is_terminal())));
   TrainResult result;
@@ -303,7 +381,7 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     tracer.restart();
   }
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    EpochRecord rec = run_epoch(run, *schedule, learners, twin ? &*twin : nullptr, epoch, bar);
+    EpochRecord rec = run_epoch(run, *schedule, learners, twin ? &*twin : nullptr, sync ? &*sync : nullptr, epoch, bar);
     if (metrics) metrics->append(rec);
     if (print) {
       std::printf("%s\n", format_epoch_line(rec, epochs).c_str());
@@ -312,11 +390,13 @@ TrainResult run_training(const Config& config, Transport& t, const TrainOptions&
     result.epochs.push_back(rec);
   }
 
-  if (tracer.enabled()) write_trace(t, tracer, (fs::path(run_dir) / "trace.json").string());
+  // Replica 0 writes the timelines and the parameters (the replicas hold one model).
+  const bool writes = grid.replica == 0;
+  if (tracer.enabled() && writes) write_trace(t, tracer, (fs::path(run_dir) / "trace.json").string());
   for (auto& l : learners)
     for (auto& block : l.blocks()) {
       result.block_state[block->index()] = block_state(block);
-      if (config.runtime.save_params) save_block(block, run_dir);
+      if (config.runtime.save_params && writes) save_block(block, run_dir);
     }
   if (print && config.runtime.save_params)
     std::printf("bll-train: done; metrics and parameters in %s\n", run_dir.c_str());

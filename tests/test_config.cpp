@@ -2,6 +2,7 @@
 
 #include "bll/config.h"
 #include "bll/error.h"
+#include "bll/transport/grid.h"
 
 using bll::ConfigError;
 using bll::parse_config;
@@ -159,4 +160,17 @@ TEST_CASE("train.schedule must suit train.method, micro-batches must fit a batch
   CHECK(parse_config(kMinimal, "f.yaml", {"train.method=fa", "runtime.device=cuda", "runtime.transport=nccl"})
             .runtime.transport == "nccl");
   CHECK_THROWS_WITH(parse_config(kMinimal, "f.yaml", {"train.sim_weight=1.5"}), Contains("train.sim_weight"));
+}
+
+TEST_CASE("runtime.replicas must share the batch equally and divide the ranks") {
+  const auto c = parse_config(kMinimal, "f.yaml", {"train.batch_size=64", "runtime.replicas=4", "runtime.sync=params"});
+  CHECK(c.runtime.replicas == 4);
+  CHECK(c.runtime.sync == "params");
+  CHECK_THAT(error_of(kMinimal, {"train.batch_size=64", "runtime.replicas=3"}),
+             Contains("f.yaml: key 'runtime.replicas': 3 replicas cannot share a batch of 64"));
+  CHECK_THAT(error_of(kMinimal, {"train.batch_size=64", "runtime.replicas=4", "train.method=bp", "train.micro_batches=32"}),
+             Contains("key 'train.micro_batches'"));
+  CHECK_THAT(error_of(kMinimal, {"runtime.sync=weights"}), Contains("runtime.sync"));
+  bll::check_grid(6, 3);
+  CHECK_THROWS_WITH(bll::check_grid(4, 3), Contains("key 'runtime.replicas': 3 replicas do not divide the 4 ranks"));
 }

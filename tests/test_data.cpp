@@ -276,3 +276,25 @@ TEST_CASE("autoencode stacks each image on a 0.2 uncertainty patch, and the targ
   CHECK(torch::allclose(b.x.narrow(2, 28, 28), torch::full({16, 1, 28, 28}, 0.2f)));
   CHECK(b.x.narrow(2, 0, 28).max().item<float>() > 0.5f);  // the image, scaled to [0, 1]
 }
+
+TEST_CASE("replica shares of training batches: equal parts that together make the whole batch") {
+  torch::Tensor img, lab;
+  test::make_images(103, 5, img, lab);
+  Dataset d{img.unsqueeze(1), lab};
+  auto norm = Normalizer::identity(1);
+  BatchSource whole(d, norm, 12, true, {}, 42), first(d, norm, 12, true, {}, 42), second(d, norm, 12, true, {}, 42);
+  first.shard(0, 2);
+  second.shard(1, 2);
+  for (auto* s : {&whole, &first, &second}) s->start_epoch(3);
+  CHECK(first.num_batches() == whole.num_batches());
+  CHECK(first.batch_size_of(0) == 6);
+  for (int64_t t = 0; t < whole.num_batches(); ++t) {
+    const auto w = whole.get(t), a = first.get(t), b = second.get(t);
+    CHECK(torch::equal(torch::cat({a.x, b.x}), w.x));
+    CHECK(torch::equal(torch::cat({a.y, b.y}), w.y));
+  }
+  BatchSource odd(d, norm, 10, true, {}, 42);
+  CHECK_THROWS_WITH(odd.shard(0, 3), Contains("batch of 10"));
+  BatchSource eval(d, norm, 10, false, {}, 42);
+  CHECK_THROWS(eval.shard(0, 2));
+}

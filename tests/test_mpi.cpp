@@ -10,6 +10,7 @@
 #include "bll/error.h"
 #include "bll/placement.h"
 #include "bll/trainer.h"
+#include "bll/transport/grid.h"
 #include "bll/transport/mpi.h"
 #include "fixtures.h"
 #include "identity.h"
@@ -264,5 +265,70 @@ TEST_CASE("bp learns, and its schedules differ only in the order of the micro-ba
       for (size_t i = 0; i < state.size(); ++i)
         CHECK(torch::allclose(state[i], one_f_one_b.block_state.at(block)[i], 1e-3, 1e-4));
   }
+  t->barrier();
+}
+
+namespace {
+
+// The largest |difference| of this rank's final blocks from replica 0's, over every rank.
+double replica_difference(const Grid& grid, const TrainResult& r) {
+  double worst = 0;
+  for (const auto& [block, state] : r.block_state)
+    for (const auto& tensor : state) {
+      auto first = tensor.clone();
+      grid.replicas->ibroadcast(first, 0, "replica 0's block")->wait();
+      if (tensor.numel()) worst = std::max(worst, (tensor - first).abs().max().item<double>());
+    }
+  auto all = torch::zeros({grid.world.size()}, torch::kFloat64);
+  all[grid.world.rank()] = worst;
+  grid.world.allreduce_sum(all);
+  return all.max().item<double>();
+}
+
+}  // namespace
+
+TEST_CASE("replicas: a stage's replicas stay equal every epoch, together see every batch once, and learn") {
+  auto t = world();
+  const auto data = shared_fixture(*t);
+  const int R = 2, S = t->size() / R;
+  auto config = [&](std::vector<std::string> keys) {
+    keys.push_back("runtime.replicas=" + std::to_string(R));
+    return parse_config(test::small_config_yaml(data, test::temp_dir("replicas") + "/run"), "test", keys);
+  };
+  const auto grads = config({"train.epochs=3"});
+  GridTransports transports("mpi", {MPI_COMM_WORLD, locate(MPI_COMM_WORLD), torch::kCPU, grads.runtime}, R);
+  const Grid grid = transports.view();
+  REQUIRE(grid.pipeline.size() == S);
+  REQUIRE(grid.replicas->size() == R);
+  CHECK(grid.replica == t->rank() / S);
+
+  // Gradient averaging: the replicas take the same steps, so they never differ.
+  const auto r = run_training(grads, grid, {false});
+  for (const auto& e : r.epochs) {
+    INFO("epoch " << e.epoch);
+    CHECK(e.replicas == R);
+    CHECK(e.replica_divergence <= 1e-6);
+    CHECK(int64_t(e.rank_train_seconds.size()) == t->size());  // every rank of every replica is counted
+  }
+  CHECK(replica_difference(grid, r) <= 1e-6);
+  CHECK(r.epochs.back().test_top1 > 50.0);
+  if (t->rank() == 0) {  // one replica of the whole batch: the same up to batch-norm on half batches
+    auto self = make_mpi_transport(MPI_COMM_SELF);
+    auto one = grads;
+    one.runtime.replicas = 1;
+    const auto alone = run_training(one, *self, {false});
+    CHECK(std::abs(alone.epochs.back().test_top1 - r.epochs.back().test_top1) < 10.0);
+  }
+
+  // Parameter averaging only at the end of the epoch: each replica learns from its own shares,
+  // so the replicas drift apart (different data), and the end of the epoch makes them one again.
+  const auto params = config({"train.epochs=1", "runtime.sync=params", "runtime.sync_every=1000"});
+  const auto p = run_training(params, grid, {false});
+  CHECK(p.epochs.back().replica_divergence > 1e-4);
+  CHECK(replica_difference(grid, p) <= 1e-6);
+
+  // Placement by trial runs in replica 0 alone; every replica takes its choice.
+  const auto placed = run_training(config({"train.epochs=1", "runtime.blocks_per_rank=auto"}), grid, {false});
+  CHECK(replica_difference(grid, placed) <= 1e-6);
   t->barrier();
 }

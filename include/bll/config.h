@@ -90,6 +90,9 @@ struct RuntimeConfig {
   std::string message_precision;  // fp32 | bf16 (alpha between spans)
   bool deterministic = false;  // cuda: deterministic kernels only
   bool trace = false;          // write trace.json: per-rank timelines
+  int64_t replicas = 1;        // data parallelism: the ranks form stages x replicas
+  std::string sync;            // grads: average gradients every step | params: average parameters
+  int64_t sync_every = 1;      // sync params: steps between averages
 };
 
 struct Config {

@@ -15,6 +15,7 @@
 #include "bll/models/model.h"
 #include "bll/trace.h"
 #include "bll/models/twin.h"
+#include "bll/replicas.h"
 
 namespace bll {
 
@@ -56,7 +57,7 @@ class BlockLearner {
   torch::Tensor forward_graph(const torch::Tensor& x);
   torch::Tensor output_loss(const torch::Tensor& out, const torch::Tensor& y, double scale, std::vector<BlockStats>& stats);
   void zero_grad() { optimizer_->zero_grad(); }
-  void step() { optimizer_->step(); }
+  void step();
 
   // Inference on a batch (eval mode, no gradients, alpha passed on); counts correct predictions.
   torch::Tensor eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y, std::vector<BlockStats>& stats);
@@ -66,6 +67,9 @@ class BlockLearner {
   double mixing() const { return m_; }
   // Records forward and loss, backward and optimizer step as timeline events (runtime.trace).
   void set_tracer(Tracer* tracer) { tracer_ = tracer; }
+  // runtime.replicas > 1: the replicas of this span agree through `sync` at every step.
+  void set_replica_sync(ReplicaSync* sync) { sync_ = sync; }
+  const std::vector<torch::Tensor>& trained_parameters() const { return trained_; }
   double lr() const { return lr_; }
 
  private:
@@ -92,7 +96,10 @@ class BlockLearner {
   bool reconstruct_;  // data.task autoencode: targets are images
   bool bf16_;
   Tracer* tracer_ = nullptr;         // runtime.precision bf16: forward and local loss under autocast
+  std::vector<torch::Tensor> trained_;  // what the optimizer updates, in its order
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  ReplicaSync* sync_ = nullptr;
+  int64_t steps_ = 0;
   double m_ = 1.0, lr_ = 0.0;
 };
 

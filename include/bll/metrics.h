@@ -30,6 +30,8 @@ struct EpochRecord {
   std::vector<double> rank_compute_seconds;  // of which running its blocks' steps
   std::vector<double> rank_peak_rss_mb;      // each rank's peak resident memory so far (MiB)
   double pipeline_efficiency = 0;            // compute share of the busiest rank's training time
+  int64_t replicas = 1;                      // runtime.replicas; the rank_ lists cover every replica
+  double replica_divergence = 0;             // largest |parameter - replica 0's| before the epoch's sync
 };
 
 std::string to_json_line(const EpochRecord& r);

@@ -11,6 +11,7 @@
 
 #include "bll/config.h"
 #include "bll/metrics.h"
+#include "bll/transport/grid.h"
 #include "bll/transport/transport.h"
 
 namespace bll {
@@ -28,9 +29,11 @@ struct TrainOptions {
   std::function<void(int64_t)> before_step;  // tests: called before each span's step with the batch
 };
 
-// The run directory a configuration resolves to: runtime.run_dir, else runs/<config file stem>.
-std::string resolve_run_dir(const Config& config);
-
+// One pipeline on every rank of `transport` (runtime.replicas must be 1).
 TrainResult run_training(const Config& config, Transport& transport, const TrainOptions& options = {});
+
+// Stages x replicas (transport/grid.h): each replica trains on its share of every batch and
+// the ranks of a stage agree through ReplicaSync; metrics count every replica once.
+TrainResult run_training(const Config& config, const Grid& grid, const TrainOptions& options = {});
 
 }  // namespace bll

@@ -2,6 +2,8 @@
 
 #include <numeric>
 
+#include "bll/error.h"
+
 namespace bll {
 
 int64_t num_batches(int64_t n, int64_t batch_size, bool drop_last) {
@@ -44,7 +46,16 @@ BatchSource::BatchSource(Dataset data, Normalizer norm, int64_t batch_size, bool
 
 int64_t BatchSource::num_batches() const { return bll::num_batches(data_.size(), batch_size_, train_); }
 
-int64_t BatchSource::batch_size_of(int64_t t) const { return bll::batch_size_of(data_.size(), batch_size_, t); }
+int64_t BatchSource::batch_size_of(int64_t t) const {
+  return bll::batch_size_of(data_.size(), batch_size_, t) / shards_;
+}
+
+void BatchSource::shard(int64_t index, int64_t count) {
+  if (!train_ || count < 1 || index < 0 || index >= count || batch_size_ % count != 0)
+    throw RuntimeError("data: share " + std::to_string(index) + " of " + std::to_string(count) +
+                       " of a batch of " + std::to_string(batch_size_) + " (training sources, equal shares only)");
+  shard_ = index, shards_ = count;
+}
 
 void BatchSource::start_epoch(int64_t epoch) {
   rng_.seed(seed_ * 1000003ull + uint64_t(epoch) * 7919ull + (train_ ? 1 : 2));
@@ -83,7 +94,7 @@ torch::Tensor BatchSource::augment(torch::Tensor img) {
 
 Batch BatchSource::get(int64_t t) {
   const int64_t b = batch_size_of(t);
-  auto idx = torch::from_blob(order_.data() + t * batch_size_, {b}, torch::kInt64).clone();
+  auto idx = torch::from_blob(order_.data() + t * batch_size_ + shard_ * b, {b}, torch::kInt64).clone();
   auto img = data_.images.index_select(0, idx);
   if (data_.sequences()) return {img.to(torch::kFloat32), data_.labels.index_select(0, idx)};  // token ids
   if (data_.reconstruct) {  // the target is the input: values in [0, 1], no augmentation

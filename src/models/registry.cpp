@@ -163,12 +163,18 @@ torch::Tensor BlockImpl::readout(const torch::Tensor& alpha) {
 }
 
 void BlockImpl::fit_feedback(const torch::Tensor& targets, const torch::Tensor& y, double momentum,
-                             const std::function<torch::Tensor(const torch::Tensor&)>& to_message) {
+                             const std::function<torch::Tensor(const torch::Tensor&)>& to_message,
+                             const std::function<void(const torch::Tensor&)>& sum_replicas) {
   torch::NoGradGuard no_grad;
   auto& w = feedback_->weight;  // [C, classes]
-  const int64_t classes = w.size(1);
-  auto sums = torch::zeros({classes, targets.size(1)}, targets.options()).index_add_(0, y, targets);
+  const int64_t classes = w.size(1), C = targets.size(1);
+  auto sums = torch::zeros({classes, C}, targets.options()).index_add_(0, y, targets);
   auto counts = torch::bincount(y, {}, classes).to(targets.dtype());
+  if (sum_replicas) {
+    auto both = torch::cat({sums, counts.unsqueeze(1)}, 1);
+    sum_replicas(both);
+    sums = both.narrow(1, 0, C), counts = both.select(1, C);
+  }
   auto present = counts.gt(0);
   auto means = to_message(sums / counts.clamp_min(1).unsqueeze(1));  // [classes, C]
   auto blended = means * (1.0 - momentum) + w.t() * momentum;

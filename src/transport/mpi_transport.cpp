@@ -113,9 +113,13 @@ class MpiTransport : public Transport {
     require_contiguous(t, "allreduce");
     if (t.element_size() == 2 && t.is_floating_point())  // moved as raw 16-bit words: MPI cannot add them
       throw RuntimeError(std::string("mpi transport: allreduce of ") + c10::toString(t.scalar_type()) + " is not supported");
+    // Non-blocking underneath, so that a rank that never joins ends the wait after the timeout.
     auto host = outgoing(t);
-    BLL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), int(t.numel()), mpi_type(t), MPI_SUM, comm_));
-    if (!host.is_same(t)) t.copy_(host);
+    MPI_Request req;
+    BLL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), int(t.numel()), mpi_type(t), MPI_SUM, comm_, &req));
+    MpiWork(req, host, "all-reduce of " + std::to_string(t.numel()) + " values over " + std::to_string(size_) + " ranks",
+            opt_, host.is_same(t) ? torch::Tensor() : t)
+        .wait();
   }
 
   void broadcast_string(std::string& s, int root) override {
@@ -155,25 +159,7 @@ RankLocation locate(MPI_Comm comm) {
 }
 
 void on_every_rank(MPI_Comm comm, const std::function<void()>& step) {
-  int rank = 0, size = 1;
-  BLL_MPI_CHECK(MPI_Comm_rank(comm, &rank));
-  BLL_MPI_CHECK(MPI_Comm_size(comm, &size));
-  std::string message;
-  int code = kExitOk;
-  try {
-    step();
-  } catch (const Error& e) {
-    message = e.what(), code = e.code();
-  }
-  int first = code == kExitOk ? size : rank, failed = size;
-  BLL_MPI_CHECK(MPI_Allreduce(&first, &failed, 1, MPI_INT, MPI_MIN, comm));
-  if (failed == size) return;
-  BLL_MPI_CHECK(MPI_Bcast(&code, 1, MPI_INT, failed, comm));
-  int64_t n = int64_t(message.size());
-  BLL_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, failed, comm));
-  message.resize(size_t(n));
-  if (n > 0) BLL_MPI_CHECK(MPI_Bcast(message.data(), int(n), MPI_CHAR, failed, comm));
-  throw AgreedError(ExitCode(code), message, rank == failed);
+  agree_on_every_rank(*make_mpi_transport(comm), step);
 }
 
 }  // namespace bll

@@ -36,8 +36,13 @@ class BatchSource {
  public:
   BatchSource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed);
 
+  // Training with runtime.replicas: batch t becomes share `index` of `count` equal shares of
+  // the batch t the whole source would give (batch_size must be a multiple of count), so that
+  // the replicas together see every batch once.
+  void shard(int64_t index, int64_t count);
+
   int64_t num_batches() const;
-  int64_t batch_size_of(int64_t t) const;  // samples in batch t
+  int64_t batch_size_of(int64_t t) const;  // samples in batch t (of this shard)
   void start_epoch(int64_t epoch);          // re-shuffles (training) and re-seeds augmentation
   Batch get(int64_t t);                     // batch t of the current epoch, in order
 
@@ -50,6 +55,7 @@ class BatchSource {
   bool train_;
   Augment aug_;
   uint64_t seed_;
+  int64_t shard_ = 0, shards_ = 1;
   std::vector<int64_t> order_;
   std::mt19937_64 rng_;
 };

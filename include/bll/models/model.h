@@ -77,8 +77,11 @@ class BlockImpl : public torch::nn::Module {
   // Sets g_k so that beta_c = to_message(mean of `targets` [B, C] over the batch's samples of
   // class c); bias 0. With the identity that is the least-squares fit for a one-hot input.
   // Classes absent from the batch keep their column; present ones blend in with `momentum`.
+  // `sum_replicas` (runtime.replicas) adds up the per-class sums and counts [classes, C + 1] of
+  // every replica's share of the batch in place, so that the replicas fit the whole batch.
   void fit_feedback(const torch::Tensor& targets, const torch::Tensor& y, double momentum,
-                    const std::function<torch::Tensor(const torch::Tensor&)>& to_message);
+                    const std::function<torch::Tensor(const torch::Tensor&)>& to_message,
+                    const std::function<void(const torch::Tensor&)>& sum_replicas = {});
   torch::nn::Linear& feedback_layer() { return feedback_; }
 
   bool is_output() const { return is_output_; }

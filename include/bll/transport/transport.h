@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -70,5 +71,11 @@ class Transport {
   virtual void broadcast_string(std::string& s, int root) = 0;
   virtual void barrier() = 0;
 };
+
+// Runs `step` on every rank of `t` (a collective call). If it throws bll::Error on any rank,
+// every rank throws AgreedError with the message and code of the lowest failing rank, which alone
+// reports it: a start-up check that fails on several ranks is read once, and no rank is left
+// waiting for one that gave up.
+void agree_on_every_rank(Transport& t, const std::function<void()>& step);
 
 }  // namespace bll
