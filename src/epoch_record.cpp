@@ -47,6 +47,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
     r.block_kl.push_back(tr.batches > 0 ? tr.kl / tr.batches : 0);
     r.block_pred.push_back(tr.batches > 0 ? tr.pred / tr.batches : 0);
     r.block_train_seconds.push_back(tr.seconds);
+    r.block_params.push_back(int64_t(tr.params));
     auto mean = [](double sum, double n) { return n > 0 ? sum / n : 0.0; };
     if (k + 1 < nb) {
       r.readout_train.push_back(recon ? mean(tr.s15, tr.samples) : percent(tr.correct1, tr.samples));

@@ -13,7 +13,7 @@ namespace bll {
 
 void BlockStats::to(double* out) const {
   const double v[kFields] = {loss, kl, pred, batches, correct1, correct3, samples, seconds, seq_correct, sequences,
-                             s15, s16, s17};
+                             s15, s16, s17, params};
   std::copy(v, v + kFields, out);
 }
 
@@ -21,7 +21,7 @@ BlockStats BlockStats::from(const double* in) {
   BlockStats s;
   s.loss = in[0], s.kl = in[1], s.pred = in[2], s.batches = in[3], s.correct1 = in[4], s.correct3 = in[5],
   s.samples = in[6], s.seconds = in[7], s.seq_correct = in[8], s.sequences = in[9];
-  s.s15 = in[10], s.s16 = in[11], s.s17 = in[12];
+  s.s15 = in[10], s.s16 = in[11], s.s17 = in[12], s.params = in[13];
   return s;
 }
 

@@ -46,6 +46,7 @@ std::string to_json_line(const EpochRecord& r) {
   j["rank_compute_seconds"] = r.rank_compute_seconds;
   j["rank_peak_rss_mb"] = r.rank_peak_rss_mb;
   j["pipeline_efficiency"] = r.pipeline_efficiency;
+  j["block_params"] = r.block_params;
   if (r.replicas > 1) {
     j["replicas"] = r.replicas;
     j["replica_divergence"] = r.replica_divergence;

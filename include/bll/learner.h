@@ -30,7 +30,8 @@ struct BlockStats {
   double seconds = 0;                 // time spent in this block's steps
   double seq_correct = 0, sequences = 0;  // sequence task: sequences with every token right
   double s15 = 0, s16 = 0, s17 = 0;       // autoencode: sums over samples (losses/reconstruction.h)
-  static constexpr int kFields = 13;
+  double params = 0;                      // parameters the block trains (set once per block)
+  static constexpr int kFields = 14;
   void to(double* out) const;
   static BlockStats from(const double* in);
 };

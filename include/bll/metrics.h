@@ -23,7 +23,8 @@ struct EpochRecord {
   double mixing = 0, lr = 0;
   std::vector<double> readout_test, readout_train;  // percent, per hidden block
   std::vector<double> block_loss, block_kl, block_pred;  // mean per batch, per block
-  std::vector<double> block_train_seconds;  // compute time of each block's training steps
+  std::vector<double> block_train_seconds;  // compute time of each block's training steps (all replicas)
+  std::vector<int64_t> block_params;        // parameters each block trains
   std::vector<double> rank_wait_seconds;  // training time each rank spent blocked on messages
   std::vector<int64_t> rank_max_ahead;    // most batches each rank had sent and the next had not taken
   std::vector<double> rank_train_seconds;    // each rank's wall time of the training phase

@@ -1,0 +1,92 @@
+#include "start_up.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "bll/data/dataset.h"
+#include "bll/error.h"
+#include "bll/run_dir.h"
+
+namespace bll {
+namespace fs = std::filesystem;
+namespace {
+
+// DataInfo as a fixed-size tensor for one broadcast: sizes, then each shape as rank + dims.
+constexpr int64_t kMaxRank = 4, kInfoSize = 4 + 2 * (1 + kMaxRank);
+
+torch::Tensor pack(const DataInfo& info) {
+  auto v = torch::zeros({kInfoSize}, torch::kInt64);
+  auto a = v.accessor<int64_t, 1>();
+  a[0] = info.n_train, a[1] = info.n_test, a[2] = info.num_classes, a[3] = info.float_labels;
+  int64_t at = 4;
+  for (const Shape* s : {&info.sample_shape, &info.label_shape}) {
+    if (int64_t(s->size()) > kMaxRank) throw RuntimeError("data description: a sample or label shape of rank > 4");
+    a[at] = int64_t(s->size());
+    for (size_t i = 0; i < s->size(); ++i) a[at + 1 + int64_t(i)] = (*s)[i];
+    at += 1 + kMaxRank;
+  }
+  return v;
+}
+
+DataInfo unpack(const torch::Tensor& v) {
+  auto a = v.accessor<int64_t, 1>();
+  DataInfo info{a[0], a[1], a[2], {}, {}, a[3]};
+  int64_t at = 4;
+  for (Shape* s : {&info.sample_shape, &info.label_shape}) {
+    for (int64_t i = 0; i < a[at]; ++i) s->push_back(a[at + 1 + i]);
+    at += 1 + kMaxRank;
+  }
+  return info;
+}
+
+
+
+Dataset slice(const Dataset& d, Share s) {
+  Dataset out = d;
+  out.images = d.images.narrow(0, s.begin, s.count);
+  out.labels = d.labels.narrow(0, s.begin, s.count);
+  return out;
+}
+
+}  // namespace
+
+DataInfo start_up(const Config& config, std::string& run_dir, const Grid& grid, RankData& data) {
+  DataInfo info;
+  agree_on_every_rank(grid.world, [&] {
+    if (grid.world.rank() == 0) {
+      run_dir = claim_run_dir(config);
+      std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
+    }
+    if (grid.pipeline.rank() != 0) return;
+    DataSplit split = load_dataset(config.data, uint64_t(config.train.seed));
+    info.n_train = split.train.size();
+    info.n_test = split.test.size();
+    info.num_classes = split.num_classes;
+    const auto s = split.train.images.sizes();
+    info.sample_shape = Shape(s.begin() + 1, s.end());
+    info.label_shape = Shape(split.train.labels.sizes().begin() + 1, split.train.labels.sizes().end());
+    if (split.train.reconstruct) {  // the target is the input; its size takes the place of the classes
+      info.label_shape = info.sample_shape;
+      info.num_classes = split.train.images[0].numel();
+      info.float_labels = 1;
+    }
+    const bool images = !split.train.sequences() && !split.train.reconstruct;
+    const Normalizer norm = images && config.data.normalize ? Normalizer::fit(split.train.images)
+                                                            : Normalizer::identity(images ? s[1] : 1);
+    const uint64_t seed = uint64_t(config.train.seed);
+    const int64_t batch = config.train.batch_size, replica_batch = batch / grid.num_replicas;
+    data.train.emplace(split.train, norm, batch, true, Augment{config.data.hflip, config.data.crop_padding}, seed);
+    if (grid.num_replicas > 1) data.train->shard(grid.replica, grid.num_replicas);
+    data.test.emplace(slice(split.test, share_of(info.n_test, grid.replica, grid.num_replicas)), norm,
+                      replica_batch, false, Augment{}, seed);
+    if (data.train->num_batches() == 0)
+      throw ConfigError(config.source + ": key 'train.batch_size': " + std::to_string(batch) +
+                        " is larger than the training set (" + std::to_string(info.n_train) + " samples)");
+  });
+  grid.world.broadcast_string(run_dir, 0);
+  auto meta = grid.world.rank() == 0 ? pack(info) : torch::zeros({kInfoSize}, torch::kInt64);
+  grid.world.ibroadcast(meta, 0, "data description")->wait();
+  return unpack(meta);
+}
+
+}  // namespace bll
