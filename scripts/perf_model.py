@@ -2,7 +2,7 @@
 """bll's performance model: training throughput of a layout predicted from per-block costs and
 the machine (docs/scaling.md derives it; scripts/scaling.py checks it against runs).
 
-  scripts/perf_model.py predict [--gpus 8,64,512] [--batch 4096]
+  scripts/perf_model.py predict [--gpus 8,64,512] [--batch 4096] [--fixed-ms 0.25]
       The 8/64/512-GPU predictions of docs/scaling.md: ResNet-50 on ImageNet split into 16
       blocks, on H100s with NVLink inside a node and 400 Gb/s InfiniBand between nodes (the
       assumptions are the H100 and RESNET50 constants below), every stages x replicas layout,
@@ -15,9 +15,9 @@ processor:
             blocks, divided by the speed its rank gets on a shared node (speed()).
   messages  alpha of block k is a_k bytes per sample; a message of m bytes over a link costs
             latency + m / bandwidth; the link is the node's own between ranks of one node.
-  sync      sync grads: a ring all-reduce of the stage's p_s parameters (4 bytes each) over the
-            R replicas after every step, 2 (R - 1) / R * 4 p_s / bandwidth + 2 (R - 1) latency,
-            over the slowest link the replicas of the stage span.
+  sync      sync grads: an all-reduce of the stage's p_s parameters (4 bytes each) over the
+            R replicas after every step, 2 (R - 1) / R * 4 p_s / bandwidth (a ring's) +
+            2 ceil(log2 R) latency (a tree's), over the slowest link the replicas of the stage span.
   stream    (BLL) every stage runs its own steps as soon as a batch arrives, so the pipeline
             runs at the pace of its slowest stage: period = max_s (compute_s(b) + comm_s + sync_s),
             where comm_s is the time stage s spends on its messages (on the CPU the copies are
@@ -30,6 +30,7 @@ processor:
             period = (M + S - 1) * max_s (bp_compute_s(b / M) + 2 comm_s(b / M)) + max_s sync_s.
 """
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -68,12 +69,9 @@ def even_split(blocks, stages):
     return cuts
 
 
-def speed(m, busy_ranks_on_node):
-    """The share of a core each rank of a node gets (CPU), or 1 (a processor per rank)."""
-    if not m.cores:
-        return 1.0
-    share = min(1.0, m.cores / busy_ranks_on_node)
-    return share * (m.contention if busy_ranks_on_node > 1 else 1.0)
+def contention(m, ranks_on_node):
+    """Speed of a busy core next to other busy ones (CPU), or 1 (a processor per rank)."""
+    return m.contention if m.cores and min(m.cores, ranks_on_node) > 1 else 1.0
 
 
 def link(m, rank_a, rank_b):
@@ -92,20 +90,18 @@ def allreduce_time(m, nbytes, ranks):
         return 0.0
     slowest = min((link(m, a, b) for a, b in zip(ranks, ranks[1:] + ranks[:1])), key=lambda x: x[0])
     bw, lat = slowest
-    return 2 * (r - 1) / r * nbytes / bw + 2 * (r - 1) * lat
+    # Bandwidth as a ring; latency as a tree (NCCL switches to trees when rings get long).
+    return 2 * (r - 1) / r * nbytes / bw + 2 * math.ceil(math.log2(r)) * lat
 
 
 def stage_terms(w, m, stages, replicas, n, bp):
-    """Per stage of replica 0: (compute seconds for a step on n samples, message seconds, sync seconds)."""
+    """Per stage: (compute seconds for a step on n samples at a whole processor's speed, message
+    seconds, sync seconds)."""
     fixed = w.bp_fixed if bp else w.fixed
     per = w.bp_per_sample if bp else w.per_sample
-    world = stages * replicas
-    cuts = even_split(len(w.fixed), stages)
     out = []
-    for s, (lo, hi) in enumerate(cuts):
-        node = s // m.ranks_per_node
-        busy = sum(1 for r in range(world) if r // m.ranks_per_node == node)
-        compute = sum(fixed[k] + per[k] * n for k in range(lo, hi)) / speed(m, busy)
+    for s, (lo, hi) in enumerate(even_split(len(w.fixed), stages)):
+        compute = sum(fixed[k] + per[k] * n for k in range(lo, hi))
         comm = 0.0
         if s > 0:
             comm += message_time(m, w.alpha_bytes[lo - 1] * n, s - 1, s)
@@ -116,18 +112,39 @@ def stage_terms(w, m, stages, replicas, n, bp):
     return out
 
 
+def node_bound(m, stages, replicas, work):
+    """On CPU nodes: the busiest node's work (work[s]: seconds of stage s's rank per period at a
+    whole core's speed) over its cores. A waiting rank sleeps and leaves its core to the others,
+    so a node with more ranks than cores is bounded by its total work, not by an even share."""
+    if not m.cores:
+        return 0.0
+    world = stages * replicas
+    worst = 0.0
+    for first in range(0, world, m.ranks_per_node):
+        ranks = range(first, min(world, first + m.ranks_per_node))
+        g = contention(m, len(ranks))
+        worst = max(worst, sum(work[r % stages] for r in ranks) / (min(m.cores, len(ranks)) * g))
+    return worst
+
+
 def predict(w, m, stages, replicas, batch, schedule="stream", micro_batches=1):
-    """Training samples per second of the whole grid."""
+    """Training samples per second of the whole grid. The period of a batch is the longer of
+    the slowest stage (its compute at the speed of a busy core, plus messages and sync) and,
+    on CPU nodes, the busiest node's total work over its cores."""
     b = batch / replicas
+    g = contention(m, min(m.ranks_per_node, stages * replicas))
     if schedule == "stream":
         terms = stage_terms(w, m, stages, replicas, b, bp=False)
-        period = max((max(c, x) if m.overlap else c + x) + y for c, x, y in terms)
+        own = [(max(c / g, x) if m.overlap else c / g + x) + y for c, x, y in terms]
+        period = max(max(own), node_bound(m, stages, replicas, [c + x + y for c, x, y in terms]))
         fill = w.batches / (w.batches + stages - 1) if w.batches else 1.0
         return batch / period * fill
     mb = b / micro_batches
     terms = stage_terms(w, m, stages, replicas, mb, bp=True)
-    slot = max((max(c, 2 * x) if m.overlap else c + 2 * x) for c, x, _ in terms)
-    period = (micro_batches + stages - 1) * slot + max(y for _, _, y in terms)
+    slot = max((max(c / g, 2 * x) if m.overlap else c / g + 2 * x) for c, x, _ in terms)
+    sync = max(y for _, _, y in terms)
+    work = [micro_batches * (c + 2 * x) + y for c, x, y in terms]
+    period = max((micro_batches + stages - 1) * slot + sync, node_bound(m, stages, replicas, work))
     return batch / period
 
 
@@ -162,17 +179,19 @@ def layouts(gpus, max_stages):
 
 
 def cmd_predict(args):
+    w = RESNET50
+    w.fixed = w.bp_fixed = [args.fixed_ms * 1e-3] * len(w.fixed)
     print(f"Predicted training throughput (images/s), ResNet-50 / ImageNet in 16 blocks, global batch {args.batch}, "
-          "H100 + NVLink in a node of 8, 400 Gb/s InfiniBand between nodes (scripts/perf_model.py predict):\n")
-    print("| GPUs | stages x replicas | batch per replica | BLL stream | per GPU | GPipe/1F1B, M = 4 per stage | per GPU |")
+          f"{args.fixed_ms} ms fixed cost per block and step, H100 + NVLink in a node of 8, 400 Gb/s InfiniBand "
+          "between nodes (scripts/perf_model.py predict):\n")
+    print("| GPUs | stages x replicas | batch per replica | BLL stream | per GPU | GPipe/1F1B, M = min(4 S, b) | per GPU |")
     print("|---|---|---|---|---|---|---|")
     for gpus in args.gpus:
         for s, r in layouts(gpus, 16):
-            if args.batch % r or args.batch // r < 4 * s:
+            if args.batch % r:
                 continue
-            bll = predict(RESNET50, H100, s, r, args.batch)
-            bp = predict(RESNET50, H100, s, r, args.batch, "gpipe", micro_batches=4 * s) if s > 1 else \
-                predict(RESNET50, H100, s, r, args.batch, "gpipe", micro_batches=1)
+            bll = predict(w, H100, s, r, args.batch)
+            bp = predict(w, H100, s, r, args.batch, "gpipe", micro_batches=min(4 * s, args.batch // r) if s > 1 else 1)
             print(f"| {gpus} | {s} x {r} | {args.batch // r} | {bll:,.0f} | {bll / gpus:,.0f} | {bp:,.0f} | {bp / gpus:,.0f} |")
 
 
@@ -182,6 +201,7 @@ def main(argv):
     pr = sub.add_parser("predict")
     pr.add_argument("--gpus", type=lambda t: [int(x) for x in t.split(",")], default=[8, 64, 512])
     pr.add_argument("--batch", type=int, default=4096)
+    pr.add_argument("--fixed-ms", type=float, default=0.25, help="fixed cost per block and step (micro-batch under bp)")
     args = p.parse_args(argv)
     if args.cmd == "predict":
         cmd_predict(args)

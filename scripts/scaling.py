@@ -4,14 +4,16 @@ measured and beside it what the performance model (scripts/perf_model.py) predic
 
   scripts/scaling.sh [CONFIG] [--layouts 1x1,2x1,4x1,1x2,2x2] [--nodes 1] [--methods bll,bp:gpipe:4]
                      [--weak] [--samples 12000] [--threads 1] [--launcher auto|slurm|mpirun]
-                     [--out DIR] [section.key=value ...]
+                     [--reuse] [--one-host] [--out DIR] [section.key=value ...]
 
 A layout SxR is S pipeline stages x R replicas (runtime.replicas=R) on S*R ranks. Strong
 scaling keeps the configuration's global batch and --samples training samples for every
 layout; --weak also runs each layout with R times the batch and the samples (every replica
 keeps the 1-replica work). Each method (METHOD[:SCHEDULE[:M]]) runs every layout for one epoch,
 one run after another, with --threads intra-op threads per rank, on --nodes nodes (a list: each
-layout runs on each node count that divides its ranks).
+layout runs on each node count that divides its ranks). --reuse tabulates the runs already in DIR.
+--one-host says that the nodes are one machine (scripts/local_slurm.sh): the model then shares
+its cores and its link among them.
 
 Runs go through SLURM (launch/sbatch_wait.sh: sbatch --wait, one job per run) when sbatch and a
 responding controller are there (--launcher auto) and through launch/mpirun.sh otherwise (one
@@ -29,6 +31,7 @@ import argparse
 import csv
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,7 +41,6 @@ import experiment  # noqa: E402  (run_one, import_pyplot)
 import perf_model as pm  # noqa: E402
 
 ROOT = experiment.ROOT
-CONTENTION = 0.7  # two busy cores of this machine run at 0.7x each (../shared/docs/environment.md)
 
 
 def parse_args(argv):
@@ -51,6 +53,8 @@ def parse_args(argv):
     p.add_argument("--samples", type=int, default=12000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--launcher", choices=["auto", "slurm", "mpirun"], default="auto")
+    p.add_argument("--reuse", action="store_true")
+    p.add_argument("--one-host", action="store_true")
     p.add_argument("--out")
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if "=" not in a or a.startswith("-")]
@@ -132,7 +136,10 @@ def run_all(args, runs):
     for i, run in enumerate(runs, 1):
         os.environ["BLL_NODES"] = str(run["nodes"])
         os.environ["BLL_THREADS"] = str(args.threads)
-        record, _ = experiment.run_one(run, args, i, len(runs))
+        if args.reuse:
+            record = experiment.last_metrics(os.path.join(args.out, "runs", run["name"]))
+        else:
+            record, _ = experiment.run_one(run, args, i, len(runs))
         if record:
             run["record"] = record
             run["log"] = os.path.join(args.out, "logs", run["name"] + ".log")
@@ -176,6 +183,28 @@ def link_cost(args):
     return 1 / slope, max(0.0, my - slope * mx), True
 
 
+def contention(args, runs):
+    """Speed of each of two single-threaded ranks busy at once, against one alone: the first
+    method's 1x1 run, twice at the same time (independent jobs), over the same run alone."""
+    alone = next((r for r in runs if r["S"] == r["R"] == 1 and r["mode"] == "strong"), None)
+    if not alone or (os.cpu_count() or 1) // args.threads < 2:
+        return 1.0
+    launcher = os.path.join(ROOT, "launch", "mpirun.sh")
+    procs, dirs = [], []
+    for i in range(2):
+        d = os.path.join(args.out, "runs", f"contention_{i}")
+        dirs.append(d)
+        cmd = [launcher, "1", args.config, "train.seed=1", f"runtime.run_dir={d}", "runtime.progress=off",
+               "runtime.overwrite=true"] + alone["extra"] + args.overrides
+        args.commands.append(shlex.join(cmd) + "   (two at once)")
+        if not args.reuse:
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    if any(p.wait() for p in procs) or not all(experiment.last_metrics(d) for d in dirs):
+        return 1.0
+    both = [experiment.last_metrics(d)["samples_per_sec"] for d in dirs]
+    return sum(both) / 2 / alone["record"]["samples_per_sec"]
+
+
 def calibrate(args, runs, spec, machine):
     """The method's Workload from its 1x1 runs at the batch and a quarter of it."""
     mine = [r for r in runs if r["spec"] is spec and r["S"] == 1 and r["R"] == 1]
@@ -198,10 +227,13 @@ def calibrate(args, runs, spec, machine):
                        params=rec.get("block_params") or [0] * len(per))
 
 
-def predict(run, w, machine):
+def predict(run, w, machine, one_host):
     spec = run["spec"]
     w.batches = args_samples(run) // run["batch"]
     m = pm.Machine(**{**machine.__dict__, "ranks_per_node": run["ranks"] // run["nodes"]})
+    if one_host:  # the nodes share this machine's cores and its memory
+        m.cores = max(1, machine.cores // run["nodes"])
+        m.net_bw, m.net_latency = m.node_bw, m.node_latency
     if spec["schedule"] == "stream":
         return pm.predict(w, m, run["S"], run["R"], run["batch"])
     return pm.predict(w, m, run["S"], run["R"], run["batch"], "gpipe", spec["M"])
@@ -226,7 +258,7 @@ def tabulate(args, runs, machine):
             base = ref["record"]["samples_per_sec"] if ref else 0
             speedup = got / base if base else 0
             eff = speedup / r["ranks"] if base else 0
-            pred = predict(r, w, machine) if w else 0
+            pred = predict(r, w, machine, args.one_host) if w else 0
             err = (pred - got) / got * 100 if pred else 0
             rows.append(dict(method=spec["label"], mode=r["mode"], nodes=r["nodes"], stages=r["S"], replicas=r["R"],
                              ranks=r["ranks"], global_batch=r["batch"], samples_per_sec=round(got, 1),
@@ -241,14 +273,14 @@ def plot(args, rows):
     plt = experiment.import_pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     for label in dict.fromkeys(r["method"] for r in rows):
-        for mode, style in (("strong", "o-"), ("weak", "s--")):
+        for mode, style in (("strong", "o"), ("weak", "s")):
             pts = sorted((r["ranks"], r["samples_per_sec"], r["predicted"], r["efficiency"], r["stages"], r["replicas"])
                          for r in rows if r["method"] == label and r["mode"] == mode)
             if not pts:
                 continue
             xs = [p[0] for p in pts]
             line, = top.plot(xs, [p[1] for p in pts], style, label=f"{label}, {mode} (measured)")
-            top.plot(xs, [p[2] for p in pts], "x:", color=line.get_color(), label=f"{label}, {mode} (model)")
+            top.plot(xs, [p[2] for p in pts], "x", color=line.get_color(), label=f"{label}, {mode} (model)")
             bottom.plot(xs, [p[3] for p in pts], style, color=line.get_color(), label=f"{label}, {mode}")
             for p in pts:
                 top.annotate(f"{p[4]}x{p[5]}", (p[0], p[1]), fontsize=7, textcoords="offset points", xytext=(3, 3))
@@ -276,7 +308,7 @@ def main(argv):
     if not os.access(os.path.join(ROOT, "build", "bll-train"), os.X_OK):
         print("scaling.sh: build first (scripts/build.sh)", file=sys.stderr)
         return 2
-    ready = slurm_ready()
+    ready = slurm_ready() if not args.reuse else args.launcher == "slurm"  # reuse: as the runs were made
     if args.launcher == "slurm" and not ready:
         print("scaling.sh: --launcher slurm, but sbatch/sinfo are missing or the controller does not answer",
               file=sys.stderr)
@@ -291,10 +323,12 @@ def main(argv):
         print("scaling.sh: every run failed", file=sys.stderr)
         return 3
     bw, latency, measured = link_cost(args)
-    machine = pm.Machine(ranks_per_node=1, cores=max(1, (os.cpu_count() or 1) // args.threads), contention=CONTENTION,
+    gamma = contention(args, runs)
+    machine = pm.Machine(ranks_per_node=1, cores=max(1, (os.cpu_count() or 1) // args.threads), contention=gamma,
                          node_bw=bw, node_latency=latency, net_bw=bw / 10, net_latency=10 * latency, overlap=False)
     rows, md = tabulate(args, runs, machine)
-    note = (f"\nModel inputs: {machine.cores} core(s) per node for the ranks' threads, contention {CONTENTION}; "
+    note = (f"\nModel inputs: {machine.cores} core(s) per node for the ranks' threads; contention {gamma:.2f} (two "
+            "1x1 runs at once, each against one alone); "
             f"link {bw / 1e9:.2f} GB/s and {latency * 1e6:.0f} us latency "
             f"({'fitted to bll-transport-bench' if measured else 'assumed: the bench gave nothing'}); between nodes "
             "a tenth of the bandwidth and ten times the latency (assumed).\n")

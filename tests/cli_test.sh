@@ -48,6 +48,49 @@ expect "truncated data file, 2 ranks" 3 "^bll-train: error: .*trunc/train-images
 [ "$(grep -c 'bll-train: error' "$work/err")" -eq 1 ] || { failed=$((failed + 1)); echo "FAIL error printed more than once"; }
 expect "more ranks than blocks" 2 "model.blocks is 1 but the job has 2 ranks" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" model.blocks=1
+expect "replicas that do not divide the ranks" 2 "^bll-train: error: key 'runtime.replicas': 4 replicas do not divide the 2 ranks" -- \
+  "$mpiexec" -np 2 "$train" "$work/ok.yaml" runtime.replicas=4
+[ "$(grep -c 'bll-train: error' "$work/err")" -eq 1 ] || { failed=$((failed + 1)); echo "FAIL replicas error printed more than once"; }
+expect "2 stages x 2 replicas train" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" runtime.replicas=2 \
+  runtime.run_dir="$work/replicas"
+expect "the replicas' metrics" 0 '' -- grep -q '"replicas":2,"replica_divergence":0' "$work/replicas/metrics.jsonl"
+expect "the plan names stages and replicas" 0 '' -- grep -q '4 ranks = 2 stages x 2 replicas (sync grads)' "$work/out"
+
+# Faults: a rank killed (SIGKILL) or stopped (SIGSTOP) in the middle of training ends the whole
+# job, naming the dead rank or the stuck peer, instead of leaving the others waiting.
+# fault NAME SIGNAL RANKS -- a 4-rank job of many small batches; SIGNAL goes to one rank once
+# the job has started training; the job's stderr is $work/err and its exit code $rc.
+fault() {
+  local signal=$1 ranks=$2
+  shift 2
+  "$mpiexec" -np "$ranks" "$train" "$work/ok.yaml" train.epochs=50 train.batch_size=8 runtime.run_dir="$work/fault" \
+    runtime.overwrite=true "$@" >"$work/out" 2>"$work/err" &
+  local job=$! pids=""
+  for _ in $(seq 600); do  # the ranks are up once all of them exist and rank 0 has printed its plan
+    pids=$(pgrep -f -- "^$train $work/ok.yaml train.epochs=50" | sort -n)
+    [ "$(echo "$pids" | grep -c .)" -ge "$ranks" ] && grep -q "block 3" "$work/out" && break
+    sleep 0.1
+  done
+  local victim
+  victim=$(echo "$pids" | sed -n 3p)
+  kill "-$signal" "$victim"
+  local start=$SECONDS
+  wait "$job"
+  rc=$? elapsed=$((SECONDS - start))
+}
+fault KILL 4
+if [ "$rc" -ne 0 ] && [ "$elapsed" -le 30 ] && grep -Eq "rank [0-9]+ .*(exited on signal 9|Killed)" "$work/err"; then
+  passed=$((passed + 1)); echo "ok   a killed rank ends the job in ${elapsed} s, named"
+else
+  failed=$((failed + 1)); echo "FAIL a killed rank: exit $rc after ${elapsed} s, stderr:"; sed 's/^/     /' "$work/err"
+fi
+fault STOP 4 runtime.timeout_s=5
+if [ "$rc" -ne 0 ] && grep -Eq "^bll-train: error on rank [0-9]: timed out after [0-9]+ s waiting for .* (from|to) rank [0-9]" "$work/err"; then
+  passed=$((passed + 1)); echo "ok   a stopped rank ends the job after runtime.timeout_s ($elapsed s), the stuck peer named"
+else
+  failed=$((failed + 1)); echo "FAIL a stopped rank: exit $rc after ${elapsed} s, stderr:"; sed 's/^/     /' "$work/err"
+fi
+pkill -KILL -f -- "$train $work/ok.yaml train.epochs=50" 2>/dev/null  # nothing may outlive the test
 
 # Devices: a rank that asks for a GPU it does not have stops the job with one line, printed once.
 if ! nvidia-smi -L >/dev/null 2>&1; then
