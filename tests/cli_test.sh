@@ -53,8 +53,9 @@ expect "replicas that do not divide the ranks" 2 "^bll-train: error: key 'runtim
 [ "$(grep -c 'bll-train: error' "$work/err")" -eq 1 ] || { failed=$((failed + 1)); echo "FAIL replicas error printed more than once"; }
 expect "2 stages x 2 replicas train" 0 '' -- "$mpiexec" -np 4 "$train" "$work/ok.yaml" runtime.replicas=2 \
   runtime.run_dir="$work/replicas"
-expect "the replicas' metrics" 0 '' -- grep -q '"replicas":2,"replica_divergence":0' "$work/replicas/metrics.jsonl"
-expect "the plan names stages and replicas" 0 '' -- grep -q '4 ranks = 2 stages x 2 replicas (sync grads)' "$work/out"
+cp "$work/out" "$work/replicas.out"
+expect "the plan names stages and replicas" 0 '' -- grep -q '4 ranks = 2 stages x 2 replicas (sync grads)' "$work/replicas.out"
+expect "the replicas' metrics" 0 '' -- grep -q '"replica_divergence":0.0,"replicas":2' "$work/replicas/metrics.jsonl"
 
 # Faults: a rank killed (SIGKILL) or stopped (SIGSTOP) in the middle of training ends the whole
 # job, naming the dead rank or the stuck peer, instead of leaving the others waiting.
