@@ -158,8 +158,12 @@ std::string at(const std::string& source, const YAML::Node& node) {
 void collect_file(const YAML::Node& root, const std::string& source, Entries& out) {
   if (!root || root.IsNull()) return;
   if (!root.IsMap()) throw ConfigError(source + ": expected a mapping of sections (data:, model:, ...) at the top level");
+  auto name_of = [&](const YAML::Node& key) {  // a key is a plain name, never a list or a mapping
+    if (!key.IsScalar()) throw ConfigError(at(source, key) + ": a key must be a plain name, not a list or a mapping");
+    return key.as<std::string>();
+  };
   for (const auto& sec : root) {
-    const std::string section = sec.first.as<std::string>();
+    const std::string section = name_of(sec.first);
     if (!sec.second.IsMap()) {
       bool is_section = false;
       for (const auto& k : config_schema()) is_section |= k.name.rfind(section + ".", 0) == 0;
@@ -167,7 +171,7 @@ void collect_file(const YAML::Node& root, const std::string& source, Entries& ou
       throw ConfigError(at(source, sec.first) + ": section '" + section + "' must be a mapping of keys");
     }
     for (const auto& kv : sec.second) {
-      const std::string name = section + "." + kv.first.as<std::string>();
+      const std::string name = section + "." + name_of(kv.first);
       if (!find_key(name)) unknown_key(at(source, kv.first), name);
       out[name] = {kv.second, at(source, kv.second)};
     }
@@ -267,9 +271,13 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides) {
   Entries entries;
-  collect_file(load_yaml(yaml_text, source), source, entries);
-  for (const auto& o : overrides) collect_override(o, entries);
-  return resolve(entries, source);
+  try {
+    collect_file(load_yaml(yaml_text, source), source, entries);
+    for (const auto& o : overrides) collect_override(o, entries);
+    return resolve(entries, source);
+  } catch (const YAML::Exception& e) {  // a shape of YAML the checks above did not foresee: still one line
+    throw ConfigError(source + (e.mark.line >= 0 ? ":" + std::to_string(e.mark.line + 1) : "") + ": " + e.msg);
+  }
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -174,3 +174,9 @@ TEST_CASE("runtime.replicas must share the batch equally and divide the ranks") 
   bll::check_grid(6, 3);
   CHECK_THROWS_WITH(bll::check_grid(4, 3), Contains("key 'runtime.replicas': 3 replicas do not divide the 4 ranks"));
 }
+
+TEST_CASE("a list or a mapping where a key belongs is a configuration error (found by fuzz_config)") {
+  CHECK_THAT(error_of("data: {dataset: mnist, dir: d}\nloss:\n  ? tau: 0.5\n"),
+             Contains("f.yaml:3: a key must be a plain name, not a list or a mapping"));
+  CHECK_THAT(error_of("? [data]\n: {dataset: mnist}\n"), Contains("a key must be a plain name"));
+}

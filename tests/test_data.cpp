@@ -58,6 +58,17 @@ TEST_CASE("IDX files round-trip, gzipped and raw") {
   }
 }
 
+TEST_CASE("IDX files with no items read as empty tensors (found by fuzz_idx)") {
+  const auto dir = test::temp_dir("idx-empty");
+  // 98 images of 0 x 1 pixels, then 0 images of 28 x 28, and 0 labels: headers only.
+  write_file_maybe_gz(dir + "/rows", std::string("\0\0\x08\x03\0\0\0\x62\0\0\0\0\0\0\0\x01", 16));
+  write_file_maybe_gz(dir + "/images", std::string("\0\0\x08\x03\0\0\0\0\0\0\0\x1c\0\0\0\x1c", 16));
+  write_file_maybe_gz(dir + "/labels", std::string("\0\0\x08\x01\0\0\0\0", 8));
+  CHECK(read_idx_images(dir + "/rows").sizes() == torch::IntArrayRef({98, 1, 0, 1}));
+  CHECK(read_idx_images(dir + "/images").numel() == 0);
+  CHECK(read_idx_labels(dir + "/labels").numel() == 0);
+}
+
 TEST_CASE("a bad magic number is named") {
   const auto dir = test::temp_dir("idx-magic");
   write_idx_labels(dir + "/labels", torch::zeros({4}, torch::kInt64));

@@ -107,7 +107,7 @@ torch::Tensor read_idx_images(const std::string& path) {
   const std::string bytes = read_file_maybe_gz(path);
   const auto dims = parse_idx(path, bytes, 3);
   auto t = torch::empty({dims[0], 1, dims[1], dims[2]}, torch::kUInt8);
-  std::memcpy(t.data_ptr<uint8_t>(), bytes.data() + 16, size_t(t.numel()));
+  if (t.numel() > 0) std::memcpy(t.data_ptr<uint8_t>(), bytes.data() + 16, size_t(t.numel()));  // none: no buffer
   return t;
 }
 
@@ -115,7 +115,7 @@ torch::Tensor read_idx_labels(const std::string& path) {
   const std::string bytes = read_file_maybe_gz(path);
   const auto dims = parse_idx(path, bytes, 1);
   auto t = torch::empty({dims[0]}, torch::kUInt8);
-  std::memcpy(t.data_ptr<uint8_t>(), bytes.data() + 8, size_t(t.numel()));
+  if (t.numel() > 0) std::memcpy(t.data_ptr<uint8_t>(), bytes.data() + 8, size_t(t.numel()));
   return t.to(torch::kInt64);
 }
 
