@@ -10,6 +10,7 @@ PACKAGES=(
   libyaml-cpp-dev catch2 nlohmann-json3-dev zlib1g-dev
   ca-certificates curl
   python3 python3-matplotlib
+  clang libclang-rt-14-dev
 )
 
 missing=()

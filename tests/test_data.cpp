@@ -58,7 +58,7 @@ TEST_CASE("IDX files round-trip, gzipped and raw") {
   }
 }
 
-TEST_CASE("IDX files with no items read as empty tensors (found by fuzz_idx)") {
+TEST_CASE("IDX headers found by fuzz_idx: no items read as empty tensors, dimensions past 64 bits are named") {
   const auto dir = test::temp_dir("idx-empty");
   // 98 images of 0 x 1 pixels, then 0 images of 28 x 28, and 0 labels: headers only.
   write_file_maybe_gz(dir + "/rows", std::string("\0\0\x08\x03\0\0\0\x62\0\0\0\0\0\0\0\x01", 16));
@@ -67,6 +67,10 @@ TEST_CASE("IDX files with no items read as empty tensors (found by fuzz_idx)") {
   CHECK(read_idx_images(dir + "/rows").sizes() == torch::IntArrayRef({98, 1, 0, 1}));
   CHECK(read_idx_images(dir + "/images").numel() == 0);
   CHECK(read_idx_labels(dir + "/labels").numel() == 0);
+  // Dimensions whose product passes 2^64 (and once wrapped to the file's size) are named.
+  write_file_maybe_gz(dir + "/huge", std::string("\0\0\x08\x03\x10\x58\0\0\x2f\0\0\0\x01\0\0\0", 16) +
+                                         std::string(16, '\0'));
+  CHECK_THAT(data_error([&] { read_idx_images(dir + "/huge"); }), Contains("more than 2^64 data bytes"));
 }
 
 TEST_CASE("a bad magic number is named") {

@@ -1,5 +1,7 @@
 #include "bll/data/idx.h"
 
+#include <algorithm>
+
 #include <zlib.h>
 
 #include <cstdint>
@@ -41,12 +43,16 @@ std::vector<int64_t> parse_idx(const std::string& path, const std::string& bytes
   const size_t header = 4 + 4 * size_t(want_ndim);
   if (bytes.size() < header) throw DataError(path + ": truncated IDX header");
   std::vector<int64_t> dims;
-  size_t payload = 1;
+  const size_t have = bytes.size() - header;
+  uint64_t payload = 1;
+  bool overflow = false;  // dimensions of up to 2^32 - 1 each can multiply past 64 bits
   for (int d = 0; d < want_ndim; ++d) {
     dims.push_back(be32(bytes, 4 + 4 * size_t(d)));
-    payload *= size_t(dims.back());
+    overflow |= __builtin_mul_overflow(payload, uint64_t(dims.back()), &payload);
   }
-  const size_t have = bytes.size() - header;
+  if (overflow && std::find(dims.begin(), dims.end(), 0) == dims.end())
+    throw DataError(path + ": truncated: the header's dimensions promise more than 2^64 data bytes");
+  if (overflow) payload = 0;  // a zero dimension: nothing
   if (have < payload)
     throw DataError(path + ": truncated: header promises " + std::to_string(payload) + " data bytes, file has " +
                     std::to_string(have));
