@@ -71,7 +71,7 @@ std::string read_file_maybe_gz(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) throw DataError(path + ": cannot open");
   std::string out;
-  std::vector<char> buf(1 << 20);
+  std::vector<char> buf(1 << 16);  // a chunk; a larger one is zero-filled on every call for nothing
   for (;;) {
     const int n = gzread(f, buf.data(), unsigned(buf.size()));
     if (n < 0) {
