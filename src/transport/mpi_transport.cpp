@@ -36,6 +36,11 @@ torch::Tensor incoming(const torch::Tensor& t) {
 }
 
 class MpiWork : public Work {
+  static std::vector<torch::Tensor>& abandoned() {
+    static auto* buffers = new std::vector<torch::Tensor>;  // never destroyed: MPI may still use them
+    return *buffers;
+  }
+
  public:
   // `keep`: the host buffer MPI reads or writes; `target`: where a received GPU tensor goes once
   // the message is in (undefined when MPI writes the target itself).
@@ -43,8 +48,8 @@ class MpiWork : public Work {
       : req_(req), keep_(std::move(keep)), target_(std::move(target)), what_(std::move(what)), opt_(opt) {}
   ~MpiWork() override {
     // Dropped before completion (only on the way to an abort): MPI may still write into the
-    // buffer, so keep it alive rather than free memory under MPI.
-    if (req_ != MPI_REQUEST_NULL) new torch::Tensor(keep_);
+    // buffer, so keep it alive for the rest of the process rather than free memory under MPI.
+    if (req_ != MPI_REQUEST_NULL) abandoned().push_back(keep_);
   }
 
   bool test() override {
