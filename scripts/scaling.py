@@ -274,8 +274,8 @@ def plot(args, rows):
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     for label in dict.fromkeys(r["method"] for r in rows):
         for mode, style in (("strong", "o"), ("weak", "s")):
-            pts = sorted((r["ranks"], r["samples_per_sec"], r["predicted"], r["efficiency"], r["stages"], r["replicas"])
-                         for r in rows if r["method"] == label and r["mode"] == mode)
+            pts = sorted((r["ranks"], r["samples_per_sec"], r["predicted"], r["efficiency"], r["stages"], r["replicas"],
+                          r["nodes"]) for r in rows if r["method"] == label and r["mode"] == mode)
             if not pts:
                 continue
             xs = [p[0] for p in pts]
@@ -283,7 +283,8 @@ def plot(args, rows):
             top.plot(xs, [p[2] for p in pts], "x", color=line.get_color(), label=f"{label}, {mode} (model)")
             bottom.plot(xs, [p[3] for p in pts], style, color=line.get_color(), label=f"{label}, {mode}")
             for p in pts:
-                top.annotate(f"{p[4]}x{p[5]}", (p[0], p[1]), fontsize=7, textcoords="offset points", xytext=(3, 3))
+                name = f"{p[4]}x{p[5]}" + (f" on {p[6]} nodes" if p[6] > 1 else "")
+                top.annotate(name, (p[0], p[1]), fontsize=7, textcoords="offset points", xytext=(3, 3))
             if mode == "strong":
                 one = next((p[1] for p in pts if p[0] == 1), None)
                 if one:
