@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/experiment.py end to end on a tiny data set: the seeds table (with one failing run),
-# the block sweep and its plot, a usage error and every run failing.
+# the block sweep and its plot, a usage error and every run failing; then scripts/scaling.sh
+# over three layouts, strong and weak.
 # Usage: experiment_test.sh BLL_TRAIN MAKE_FIXTURE REPO_ROOT
 set -u
 train=$1 fixture=$2 root=$3
@@ -85,6 +86,23 @@ out=$work/broken
 BLL_LAUNCHER=$work/broken.sh "$exp" seeds "$work/tiny.yaml" --np 2 --seeds 1,2 --out "$out" >"$work/out" 2>"$work/err"
 rc=$?
 check "every run failing exits 3 without a table" '[ "$rc" -eq 3 ] && [ ! -e "$out/table.md" ]'
+
+# scaling.sh: strong and weak over three layouts, calibrated and predicted, table and plot.
+out=$work/scaling
+"$root/scripts/scaling.sh" "$work/tiny.yaml" --layouts 1x1,1x2,2x1 --methods bll --weak --samples 128 \
+  --launcher mpirun --out "$out" >"$work/out" 2>"$work/err"
+rc=$?
+check "scaling.sh exits 0" '[ "$rc" -eq 0 ] && grep -q "^wrote .*scaling.png" "$work/out"'
+check "scaling.sh writes the csv, the table and the plot" '[ -s "$out/scaling.csv" ] && [ -s "$out/scaling.md" ] && [ -s "$out/scaling.png" ]'
+check "every run has its measurement and the model's prediction" "python3 -c \"
+import csv, sys
+rows = list(csv.DictReader(open('$out/scaling.csv')))
+layouts = sorted((r['mode'], r['stages'], r['replicas']) for r in rows)
+want = sorted([('strong', '1', '1'), ('strong', '1', '2'), ('strong', '2', '1'), ('weak', '1', '1'), ('weak', '1', '2')])
+sys.exit(0 if layouts == want and all(float(r['samples_per_sec']) > 0 and float(r['predicted']) > 0 for r in rows) else 1)
+\""
+check "scaling.sh refuses an unknown method in one line" \
+  '! "$root/scripts/scaling.sh" "$work/tiny.yaml" --methods backprop >/dev/null 2>"$work/err" && grep -q "methods" "$work/err"'
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
