@@ -112,7 +112,8 @@ def plan(args, batch):
         base = spec["keys"] + [f"runtime.threads={args.threads}", "train.epochs=1", "runtime.save_params=false"]
         # Calibration: the 1x1 layout at a quarter of the batch (the 1x1 run itself is in the grid).
         runs.append(dict(name=f"{name}_calib", label=f"{spec['label']}, 1x1, batch {batch // 4} (calibration)",
-                         seed=1, ranks=1, nodes=1, spec=spec, S=1, R=1, batch=batch // 4, mode="calibration",
+                         seed=1, ranks=1, nodes=1, spec=spec, S=1, R=1, batch=batch // 4, samples=args.samples // 4,
+                         mode="calibration",
                          extra=base + [f"train.batch_size={batch // 4}", f"data.train_limit={args.samples // 4}"]))
         for mode in ["strong"] + (["weak"] if args.weak else []):
             for s, r in args.layouts:
@@ -125,7 +126,7 @@ def plan(args, batch):
                     b, n = batch * grow, args.samples * grow
                     runs.append(dict(name=f"{name}_{mode}_{s}x{r}_n{nodes}", seed=1, ranks=s * r, nodes=nodes,
                                      label=f"{spec['label']}, {s}x{r} on {nodes} node(s), {mode}", spec=spec,
-                                     S=s, R=r, batch=b, mode=mode,
+                                     S=s, R=r, batch=b, samples=n, mode=mode,
                                      extra=base + [f"runtime.replicas={r}", f"train.batch_size={b}",
                                                    f"data.train_limit={n}"]))
     return runs
@@ -199,13 +200,13 @@ def contention(args, runs):
         args.commands.append(shlex.join(cmd) + "   (two at once)")
         if not args.reuse:
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    if any(p.wait() for p in procs) or not all(experiment.last_metrics(d) for d in dirs):
+    both = [experiment.last_metrics(d) for d in dirs] if not any(p.wait() for p in procs) else []
+    if not both or not all(both):
         return 1.0
-    both = [experiment.last_metrics(d)["samples_per_sec"] for d in dirs]
-    return sum(both) / 2 / alone["record"]["samples_per_sec"]
+    return sum(rec["samples_per_sec"] for rec in both) / 2 / alone["record"]["samples_per_sec"]
 
 
-def calibrate(args, runs, spec, machine):
+def calibrate(runs, spec):
     """The method's Workload from its 1x1 runs at the batch and a quarter of it."""
     mine = [r for r in runs if r["spec"] is spec and r["S"] == 1 and r["R"] == 1]
     full = next((r for r in mine if r["mode"] == "strong"), None)
@@ -229,7 +230,7 @@ def calibrate(args, runs, spec, machine):
 
 def predict(run, w, machine, one_host):
     spec = run["spec"]
-    w.batches = args_samples(run) // run["batch"]
+    w.batches = run["samples"] // run["batch"]
     m = pm.Machine(**{**machine.__dict__, "ranks_per_node": run["ranks"] // run["nodes"]})
     if one_host:  # the nodes share this machine's cores and its memory
         m.cores = max(1, machine.cores // run["nodes"])
@@ -239,17 +240,13 @@ def predict(run, w, machine, one_host):
     return pm.predict(w, m, run["S"], run["R"], run["batch"], "gpipe", spec["M"])
 
 
-def args_samples(run):
-    return next(int(e.split("=")[1]) for e in run["extra"] if e.startswith("data.train_limit="))
-
-
 def tabulate(args, runs, machine):
     rows, md = [], []
     md.append("| method | mode | nodes | stages x replicas | ranks | global batch | samples/s | speed-up | efficiency "
               "| predicted | error |")
     md.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for spec in args.methods:
-        w = calibrate(args, runs, spec, machine)
+        w = calibrate(runs, spec)
         ref = next((r for r in runs if r["spec"] is spec and r["S"] == r["R"] == 1 and r["mode"] == "strong"), None)
         for r in runs:
             if r["spec"] is not spec or r["mode"] == "calibration":
@@ -269,8 +266,7 @@ def tabulate(args, runs, machine):
     return rows, "\n".join(md) + "\n"
 
 
-def plot(args, rows):
-    plt = experiment.import_pyplot()
+def plot(plt, args, rows):
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     for label in dict.fromkeys(r["method"] for r in rows):
         for mode, style in (("strong", "o"), ("weak", "s")):
@@ -317,6 +313,7 @@ def main(argv):
     args.launcher_used = "slurm" if (args.launcher == "slurm" or (args.launcher == "auto" and ready)) else "mpirun"
     if args.launcher_used == "slurm":
         os.environ["BLL_LAUNCHER"] = os.path.join(ROOT, "launch", "sbatch_wait.sh")
+    plt = experiment.import_pyplot()  # before any run: a missing matplotlib must not cost the runs
     os.makedirs(args.out, exist_ok=True)
     batch = config_batch(args)
     runs = run_all(args, plan(args, batch))
@@ -339,7 +336,7 @@ def main(argv):
         out.writeheader()
         out.writerows(rows)
     experiment.write_text(os.path.join(args.out, "scaling.md"), md)
-    plot(args, rows)
+    plot(plt, args, rows)
     print()
     print(md, end="")
     print("\ncommands:")

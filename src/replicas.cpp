@@ -38,20 +38,11 @@ void ReplicaSync::average(const std::vector<torch::Tensor>& tensors) {
 
 void ReplicaSync::before_step(const std::vector<torch::Tensor>& params) {
   if (!grads_) return;
-  // Every parameter's gradient; one that this step left undefined joins as zeros (and stays
-  // undefined), so that the replicas always reduce buffers of one layout.
+  // Every parameter's gradient, averaged in place; one that this step left undefined joins as a
+  // stand-in of zeros (and stays undefined), so that the replicas always reduce one layout.
   std::vector<torch::Tensor> grads;
   for (const auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
-  auto flat = flatten(grads);
-  group_.allreduce_sum(flat);
-  flat.div_(double(group_.size()));
-  int64_t at = 0;
-  torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < params.size(); ++i) {
-    const auto& g = params[i].grad();
-    if (g.defined()) g.copy_(flat.narrow(0, at, g.numel()).view_as(g));
-    at += params[i].numel();
-  }
+  average(grads);
 }
 
 void ReplicaSync::after_step(const std::vector<torch::Tensor>& params, int64_t steps_taken) {
