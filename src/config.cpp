@@ -238,6 +238,8 @@ Config resolve(const Entries& entries, const std::string& source) {
   if (c.runtime.transport == "nccl" && c.runtime.device != "cuda")
     throw ConfigError(source + ": key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda "
                       "(runtime.device is " + c.runtime.device + ")");
+  if (c.checkpoint.resume.empty())
+    throw ConfigError(source + ": key 'checkpoint.resume': expected never, auto or the path of a checkpoint");
   if (!c.model.split.empty()) {
     if (int64_t(c.model.split.size()) != c.model.blocks)
       throw ConfigError(source + ": key 'model.split': has " + std::to_string(c.model.split.size()) +
@@ -288,6 +290,34 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   return parse_config(text.str(), path, overrides);
 }
 
+namespace {
+void emit_value(YAML::Emitter& out, const KeySpec& k, const Config& config) {
+  const Value v = k.read(config);
+  switch (k.type) {
+    case KeyType::Int: out << v.i; break;
+    case KeyType::Float: out << v.f; break;
+    case KeyType::Bool: out << v.b; break;
+    case KeyType::String: out << YAML::DoubleQuoted << v.s; break;
+    case KeyType::IntList:
+      if (!v.s.empty()) out << v.s;
+      else out << YAML::Flow << v.list;
+      break;
+  }
+}
+}  // namespace
+
+std::string training_difference(const Config& a, const Config& b) {
+  for (const auto& k : config_schema()) {
+    if (k.name.rfind("runtime.", 0) == 0 || k.name.rfind("checkpoint.", 0) == 0) continue;
+    YAML::Emitter ea, eb;
+    emit_value(ea, k, a);
+    emit_value(eb, k, b);
+    if (std::string(ea.c_str()) != eb.c_str())
+      return "key '" + k.name + "': " + ea.c_str() + " vs " + eb.c_str();
+  }
+  return "";
+}
+
 std::string config_to_yaml(const Config& config) {
   YAML::Emitter out;
   out << YAML::BeginMap;
@@ -300,18 +330,8 @@ std::string config_to_yaml(const Config& config) {
       out << YAML::Key << sec << YAML::Value << YAML::BeginMap;
       section = sec;
     }
-    const Value v = k.read(config);
     out << YAML::Key << key << YAML::Value;
-    switch (k.type) {
-      case KeyType::Int: out << v.i; break;
-      case KeyType::Float: out << v.f; break;
-      case KeyType::Bool: out << v.b; break;
-      case KeyType::String: out << YAML::DoubleQuoted << v.s; break;
-      case KeyType::IntList:
-        if (!v.s.empty()) out << v.s;
-        else out << YAML::Flow << v.list;
-        break;
-    }
+    emit_value(out, k, config);
   }
   if (!section.empty()) out << YAML::EndMap;
   out << YAML::EndMap;

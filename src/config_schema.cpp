@@ -203,6 +203,15 @@ std::vector<KeySpec> make_schema() {
         "parameters every runtime.sync_every steps and at the end of each epoch)", one_of({"grads", "params"})),
     row("runtime.sync_every", &C::runtime, &RuntimeConfig::sync_every, "1",
         "runtime.sync params: optimizer steps between parameter averages", range(1, 1 << 30)),
+
+    row("checkpoint.every_steps", &C::checkpoint, &CheckpointConfig::every_steps, "0",
+        "save a checkpoint every N batches (optimizer steps) into <run dir>/checkpoints; 0 = only at the end",
+        range(0, 1e15)),
+    row("checkpoint.keep", &C::checkpoint, &CheckpointConfig::keep, "2",
+        "complete checkpoints to keep; older ones are removed once a newer one is complete", range(1, 1e6)),
+    row("checkpoint.resume", &C::checkpoint, &CheckpointConfig::resume, "never",
+        "never; auto: go on from the newest complete checkpoint of this config's runs (runtime.run_dir if "
+        "given), else start from scratch; or the path of a checkpoint or of a run directory"),
   };
 }
 

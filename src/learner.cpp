@@ -58,6 +58,32 @@ void BlockLearner::step() {
   if (sync_) sync_->after_step(trained_, steps_);
 }
 
+void BlockLearner::save(torch::serialize::OutputArchive& archive) const {
+  for (const auto& block : blocks_) {
+    torch::serialize::OutputArchive sub;
+    block->save(sub);
+    archive.write("block_" + std::to_string(block->index()), sub);
+  }
+  torch::serialize::OutputArchive opt;
+  optimizer_->save(opt);
+  archive.write("optimizer", opt);
+  archive.write("steps", torch::tensor({steps_}, torch::kInt64));
+}
+
+void BlockLearner::load(torch::serialize::InputArchive& archive) {
+  for (auto& block : blocks_) {
+    torch::serialize::InputArchive sub;
+    archive.read("block_" + std::to_string(block->index()), sub);
+    block->load(sub);
+  }
+  torch::serialize::InputArchive opt;
+  archive.read("optimizer", opt);
+  optimizer_->load(opt);
+  torch::Tensor steps;
+  archive.read("steps", steps);
+  steps_ = steps.item<int64_t>();
+}
+
 bool BlockLearner::closed_form_feedback(const Block& block) const {
   return !block->is_output() && config_.loss.feedback == "closed_form";
 }

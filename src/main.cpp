@@ -11,6 +11,7 @@
 #include "bll/device.h"
 #include "bll/error.h"
 #include "bll/runtime.h"
+#include "bll/stop.h"
 #include "bll/trainer.h"
 #include "bll/transport/mpi.h"
 #include "bll/transport/grid.h"
@@ -26,7 +27,10 @@ const char* kUsage =
     "contiguous range of the model.blocks blocks (with runtime.replicas=R, the K ranks form\n"
     "K/R pipeline stages x R replicas). Overrides take YAML values, e.g.\n"
     "train.epochs=1 model.widths=[16,32].\n"
-    "Exit codes: 0 done, 2 usage or configuration error, 3 data error, 4 runtime error.\n"
+    "SIGTERM or SIGUSR1 (as SLURM sends them) make every rank save a checkpoint at one agreed batch\n"
+    "and exit with code 75; run again with checkpoint.resume=auto to go on.\n"
+    "Exit codes: 0 done, 2 usage or configuration error, 3 data error, 4 runtime error,\n"
+    "75 stopped on request (checkpoint saved).\n"
     "\n"
     "Configuration keys:\n";
 
@@ -74,6 +78,7 @@ int main(int argc, char** argv) {
     return bll::kExitRuntime;
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);  // errors come back as codes we check
+  bll::install_stop_handlers();  // SIGTERM, SIGUSR1: save a checkpoint and exit with kExitStopped
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
@@ -83,7 +88,8 @@ int main(int argc, char** argv) {
   try {
     code = run(argc, argv, rank, world);
   } catch (const bll::AgreedError& e) {
-    if (e.report) std::fprintf(stderr, "bll-train: error: %s\n", e.what());
+    if (e.report && e.code() == bll::kExitStopped) std::printf("bll-train: %s\n", e.what());
+    else if (e.report) std::fprintf(stderr, "bll-train: error: %s\n", e.what());
     MPI_Finalize();
     return e.code();
   } catch (const bll::Error& e) {

@@ -88,8 +88,21 @@ std::string format_epoch_line(const EpochRecord& r, int64_t epochs) {
   return line + tail;
 }
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path), out_(path, std::ios::trunc) {
+namespace {
+std::string first_lines(const std::string& path, int64_t keep) {
+  std::ifstream in(path);
+  std::string kept, line;
+  for (int64_t i = 0; i < keep && std::getline(in, line); ++i) kept += line + "\n";
+  return kept;
+}
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path, int64_t keep) : path_(path) {
+  const std::string kept = keep > 0 ? first_lines(path, keep) : "";
+  out_.open(path, std::ios::trunc);
   if (!out_) throw RuntimeError(path + ": cannot create metrics file");
+  out_ << kept;
+  out_.flush();
 }
 
 void MetricsLog::append(const EpochRecord& r) {

@@ -40,11 +40,15 @@ void point_latest(const fs::path& base, const std::string& name) {
 
 }  // namespace
 
+std::string default_runs_base(const Config& config) {
+  const std::string stem = config.source.empty() ? "run" : fs::path(config.source).stem().string();
+  return (fs::path("runs") / stem).string();
+}
+
 std::string claim_run_dir(const Config& config) {
   const auto& rt = config.runtime;
   if (rt.run_dir.empty()) {
-    const std::string stem = config.source.empty() ? "run" : fs::path(config.source).stem().string();
-    const fs::path base = fs::path("runs") / stem;
+    const fs::path base = default_runs_base(config);
     create_parents(base);
     const std::string stamp = now_stamp();
     // mkdir claims a name atomically: two runs started in the same second get -2, -3, ...

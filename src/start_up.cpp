@@ -6,6 +6,7 @@
 #include "bll/data/dataset.h"
 #include "bll/error.h"
 #include "bll/run_dir.h"
+#include "checkpoint/checkpointer.h"
 
 namespace bll {
 namespace fs = std::filesystem;
@@ -50,11 +51,19 @@ Dataset slice(const Dataset& d, Share s) {
 
 }  // namespace
 
-DataInfo start_up(const Config& config, std::string& run_dir, const Grid& grid, RankData& data) {
+DataInfo start_up(const Config& config, std::string& run_dir, std::string& resume_from, const Grid& grid,
+                  RankData& data) {
   DataInfo info;
   agree_on_every_rank(grid.world, [&] {
     if (grid.world.rank() == 0) {
-      run_dir = claim_run_dir(config);
+      const auto point = find_resume_point(config);
+      if (point) resume_from = point->checkpoint;
+      // A resumed run goes on in its own run directory, unless runtime.run_dir names another.
+      if (point && (config.runtime.run_dir.empty() ||
+                    fs::weakly_canonical(config.runtime.run_dir) == fs::weakly_canonical(point->run_dir)))
+        run_dir = point->run_dir;
+      else
+        run_dir = claim_run_dir(config);
       std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
     }
     if (grid.pipeline.rank() != 0) return;
@@ -84,6 +93,7 @@ DataInfo start_up(const Config& config, std::string& run_dir, const Grid& grid, 
                         " is larger than the training set (" + std::to_string(info.n_train) + " samples)");
   });
   grid.world.broadcast_string(run_dir, 0);
+  grid.world.broadcast_string(resume_from, 0);
   auto meta = grid.world.rank() == 0 ? pack(info) : torch::zeros({kInfoSize}, torch::kInt64);
   grid.world.ibroadcast(meta, 0, "data description")->wait();
   return unpack(meta);

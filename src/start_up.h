@@ -33,10 +33,13 @@ inline Share share_of(int64_t n, int r, int R) {
   return {begin, n * (r + 1) / R - begin};
 }
 
-// World rank 0 claims the run directory; the feeding rank of every replica loads the data and
-// makes its replica's sources (its share of every training batch, its share of the test set).
-// Every rank learns the outcome and the directory. A failure anywhere ends every rank with the
-// same exit code before any training, reported once. Collective over the world.
-DataInfo start_up(const Config& config, std::string& run_dir, const Grid& grid, RankData& data);
+// World rank 0 finds the checkpoint to resume from (checkpoint.resume; `resume_from` stays
+// empty when there is none) and claims the run directory (a resumed run keeps its own); the
+// feeding rank of every replica loads the data and makes its replica's sources (its share of
+// every training batch, its share of the test set). Every rank learns the outcome, the
+// directory and the checkpoint. A failure anywhere ends every rank with the same exit code
+// before any training, reported once. Collective over the world.
+DataInfo start_up(const Config& config, std::string& run_dir, std::string& resume_from, const Grid& grid,
+                  RankData& data);
 
 }  // namespace bll

@@ -15,6 +15,8 @@
 #include "bll/schedules/schedule.h"
 #include "bll/placement.h"
 #include "bll/replicas.h"
+#include "bll/stop.h"
+#include "checkpoint/checkpointer.h"
 #include "epoch_record.h"
 #include "start_up.h"
 #include "bll/models/model.h"
@@ -160,28 +162,38 @@ double end_epoch_sync(ReplicaSync& sync, std::vector<BlockLearner>& learners) {
   return sync.end_epoch(params, buffers);
 }
 
-// One epoch: training with the progress bar, evaluation, and the record every rank agrees on.
-EpochRecord run_epoch(const RunContext& run, Schedule& schedule, std::vector<BlockLearner>& learners,
-                      TwinCodes* twin, ReplicaSync* sync, int64_t epoch, ProgressBar& bar) {
+// Where an epoch's training starts: batch 0 with no statistics, or where a checkpoint was cut.
+struct EpochStart {
+  int64_t first = 0;
+  std::vector<BlockStats> stats;  // the epoch's statistics up to `first`; empty = none
+};
+
+// One epoch: training with the progress bar, evaluation, and the record every rank agrees on;
+// nullopt when the run stopped on request during it (with its checkpoint saved).
+std::optional<EpochRecord> run_epoch(const RunContext& run, Schedule& schedule, std::vector<BlockLearner>& learners,
+                                     TwinCodes* twin, ReplicaSync* sync, Checkpointer& checkpoints, int64_t epoch,
+                                     const EpochStart& start, ProgressBar& bar) {
   const Config& config = run.config;
   const int64_t epochs = config.train.epochs, bs = run.batch;
   for (auto& l : learners) l.start_epoch(epoch);
-  if (twin && epoch > 0) exchange_twins(run.grid.pipeline, *twin, learners);
+  if (twin && epoch > 0 && start.first == 0) exchange_twins(run.grid.pipeline, *twin, learners);  // else resumed
   if (run.data.train) {
     run.data.train->start_epoch(epoch);
     run.data.test->start_epoch(0);
   }
   std::vector<BlockStats> train_stats(size_t(config.model.blocks)), test_stats(size_t(config.model.blocks));
+  if (!start.stats.empty()) train_stats = start.stats;
   const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
   const auto started = std::chrono::steady_clock::now();
   const double replicas = run.grid.num_replicas;
   auto progress = [&](int64_t done, int64_t total) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    bar.update(done, total, label, s > 0 ? replicas * double(done * bs) / s : 0.0);
+    bar.update(done, total, label, s > 0 ? replicas * double((done - start.first) * bs) / s : 0.0);
   };
-  const PhaseTiming tt =
-      schedule.train(run.data.train ? &*run.data.train : nullptr, run.train_samples, bs, train_stats, progress);
+  const PhaseTiming tt = schedule.train(run.data.train ? &*run.data.train : nullptr, run.train_samples, bs, train_stats,
+                                        checkpoints.hooks(epoch, start.first, learners, train_stats, progress));
   bar.clear();
+  if (checkpoints.end_phase(epoch)) return std::nullopt;
   if (run.grid.replica == 0)  // once per block
     for (auto& l : learners)
       for (auto& block : l.blocks())
@@ -190,7 +202,7 @@ EpochRecord run_epoch(const RunContext& run, Schedule& schedule, std::vector<Blo
   const double divergence = sync ? end_epoch_sync(*sync, learners) : 0.0;
   const PhaseTiming et = schedule.eval(run.data.test ? &*run.data.test : nullptr, run.test_samples, bs, test_stats);
   EpochRecord rec = gather_epoch(run.grid.world, epoch, train_stats, test_stats, tt, et,
-                                 run.train_samples * run.grid.num_replicas, learners.front(),
+                                 tt.batches * bs * run.grid.num_replicas, learners.front(),
                                  run.info.float_labels != 0, divergence);
   rec.replicas = run.grid.num_replicas;
   if (config.train.end_to_end()) rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp, fa
@@ -213,7 +225,7 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
   Transport& t = grid.pipeline;
   const int rank = t.rank(), world_rank = grid.world.rank();
   const bool lead = world_rank == 0, print = options.print && lead;
-  std::string run_dir;  // claimed by world rank 0 in start_up
+  std::string run_dir, resume_from;  // chosen by world rank 0 in start_up
 
   // Where: this rank's blocks (with runtime.blocks_per_rank auto, this checks the stage count
   // now and places by trial once the data is in).
@@ -222,7 +234,7 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
   });
 
   RankData data;
-  const DataInfo info = start_up(config, run_dir, grid, data);
+  const DataInfo info = start_up(config, run_dir, resume_from, grid, data);
   const auto shapes =
       agreed(world_rank, [&] { return block_boundary_shapes(config.model, info.sample_shape, info.num_classes); });
   const auto layers = agreed(world_rank, [&] {
@@ -272,9 +284,23 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
   auto schedule =
       make_schedule(config.train.schedule, {t, placement, learners, shapes, info.label_shape, run.label_dtype, wire});
 
+  // A resumed run: this rank's spans as the checkpoint left them, and where training goes on.
+  const int64_t batches_per_epoch = run.train_samples / batch;
+  int64_t first_epoch = 0;
+  EpochStart start;
+  if (!resume_from.empty()) {
+    Resumed r = load_checkpoint(resume_from, config, grid, learners, twin ? &*twin : nullptr, options.device);
+    if (r.manifest.batches_per_epoch != batches_per_epoch)
+      throw RuntimeError(resume_from + ": saved with " + std::to_string(r.manifest.batches_per_epoch) +
+                         " batches per epoch, but this run has " + std::to_string(batches_per_epoch));
+    first_epoch = r.manifest.epoch;
+    start = {r.manifest.batch, std::move(r.stats)};
+  }
+  Checkpointer checkpoints({config, grid, placement, run_dir, batches_per_epoch, twin ? &*twin : nullptr});
+
   if (print) print_plan(config, grid, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;
-  if (lead) metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string());
+  if (lead) metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string(), first_epoch);
   ProgressBar bar(print && (config.runtime.progress == "on" ||
                             (config.runtime.progress == "auto" && stdout_is_terminal())));
   TrainResult result;
@@ -284,8 +310,23 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
     t.barrier();
     tracer.restart();
   }
-  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    EpochRecord rec = run_epoch(run, *schedule, learners, twin ? &*twin : nullptr, sync ? &*sync : nullptr, epoch, bar);
+  for (int64_t epoch = first_epoch; epoch < epochs; ++epoch) {
+    const std::optional<EpochRecord> done = run_epoch(run, *schedule, learners, twin ? &*twin : nullptr,
+                                                      sync ? &*sync : nullptr, checkpoints, epoch, start, bar);
+    start = {};
+    if (!done) {  // stopped on request: every rank agreed on the batch and saved there
+      checkpoints.finish();
+      const int64_t step = checkpoints.stop_step();
+      throw AgreedError(kExitStopped,
+                        std::string("stopped on request (") +
+                            (checkpoints.stop_signal() ? signal_name(checkpoints.stop_signal()) : "on another rank") +
+                            ") after step " + std::to_string(step) + " (epoch " + std::to_string(epoch + 1) +
+                            ", batch " + std::to_string(step - epoch * batches_per_epoch) + " of " +
+                            std::to_string(batches_per_epoch) + "); checkpoint " + checkpoints.last_checkpoint() +
+                            "; run again with checkpoint.resume=auto to go on",
+                        lead);
+    }
+    const EpochRecord& rec = *done;
     if (metrics) metrics->append(rec);
     if (print) {
       std::printf("%s\n", format_epoch_line(rec, epochs).c_str());
@@ -293,6 +334,8 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
     }
     result.epochs.push_back(rec);
   }
+
+  checkpoints.finish();
 
   // Replica 0 writes the timelines and the parameters (the replicas hold one model).
   const bool writes = grid.replica == 0;

@@ -95,6 +95,12 @@ struct RuntimeConfig {
   int64_t sync_every = 1;      // sync params: steps between averages
 };
 
+struct CheckpointConfig {
+  int64_t every_steps = 0;     // save every N optimizer steps (batches); 0 = only at the end
+  int64_t keep = 2;            // complete checkpoints kept (older ones are removed)
+  std::string resume;          // never | auto (the newest complete checkpoint, else from scratch) | PATH
+};
+
 struct Config {
   DataConfig data;
   ModelConfig model;
@@ -102,6 +108,7 @@ struct Config {
   OptimConfig optim;
   TrainConfig train;
   RuntimeConfig runtime;
+  CheckpointConfig checkpoint;
   std::string source;          // the file it came from, for messages
 };
 
@@ -142,6 +149,10 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
 
 // The resolved configuration as YAML: every key, defaults included.
 std::string config_to_yaml(const Config& config);
+
+// The first key outside runtime.* and checkpoint.* (the keys that decide what is trained) on
+// which `a` and `b` differ, as "key 'optim.lr': 0.1 vs 0.05"; empty when they agree.
+std::string training_difference(const Config& a, const Config& b);
 
 // The --help text for keys, generated from config_schema().
 std::string config_help();

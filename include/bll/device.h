@@ -58,9 +58,9 @@ class InputStager {
     virtual void finish() = 0;  // the oldest started copy: order the compute stream after it
   };
 
-  // Batches 0 .. batches - 1 of `source`, in order (null on ranks that do not feed: nothing to
-  // stage). rank: named in errors.
-  InputStager(BatchSource* source, int64_t batches, torch::Device device, int rank);
+  // Batches first .. batches - 1 of `source`, in order (null on ranks that do not feed: nothing
+  // to stage). rank: named in errors.
+  InputStager(BatchSource* source, int64_t first, int64_t batches, torch::Device device, int rank);
   ~InputStager();
   Batch next();
 

@@ -7,8 +7,9 @@
 
 namespace bll {
 
-// Exit codes of bll-train: 0 success, 2 usage/configuration, 3 data, 4 runtime.
-enum ExitCode : int { kExitOk = 0, kExitUsage = 2, kExitData = 3, kExitRuntime = 4 };
+// Exit codes of bll-train: 0 success, 2 usage/configuration, 3 data, 4 runtime, 75 stopped on
+// request after saving a checkpoint (EX_TEMPFAIL: run it again to go on; bll/stop.h).
+enum ExitCode : int { kExitOk = 0, kExitUsage = 2, kExitData = 3, kExitRuntime = 4, kExitStopped = 75 };
 
 class Error : public std::runtime_error {
  public:

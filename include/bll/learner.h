@@ -71,6 +71,9 @@ class BlockLearner {
   // runtime.replicas > 1: the replicas of this span agree through `sync` at every step.
   void set_replica_sync(ReplicaSync* sync) { sync_ = sync; }
   const std::vector<torch::Tensor>& trained_parameters() const { return trained_; }
+  // Checkpoints: every block (parameters and buffers), the optimizer's state and the step count.
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive);
   double lr() const { return lr_; }
 
  private:

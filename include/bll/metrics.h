@@ -40,7 +40,9 @@ std::string format_epoch_line(const EpochRecord& r, int64_t epochs);
 
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path);  // truncates
+  // Starts the file anew, keeping its first `keep` records (a resumed run keeps the epochs
+  // before the one it goes on in).
+  explicit MetricsLog(const std::string& path, int64_t keep = 0);
   void append(const EpochRecord& r);
 
  private:

@@ -15,4 +15,7 @@ namespace bll {
 // run's outputs first. Throws RuntimeError when a folder cannot be created.
 std::string claim_run_dir(const Config& config);
 
+// runs/<config file name>: where the default run directories of `config` go.
+std::string default_runs_base(const Config& config);
+
 }  // namespace bll

@@ -58,6 +58,7 @@ void BatchSource::shard(int64_t index, int64_t count) {
 }
 
 void BatchSource::start_epoch(int64_t epoch) {
+  epoch_ = epoch;
   rng_.seed(seed_ * 1000003ull + uint64_t(epoch) * 7919ull + (train_ ? 1 : 2));
   std::iota(order_.begin(), order_.end(), 0);
   if (!train_) return;
@@ -101,7 +102,14 @@ Batch BatchSource::get(int64_t t) {
     auto x = img.to(torch::kFloat32).div_(255.0f);
     return {x, x.clone()};
   }
-  if (train_) img = augment(img);
+  if (train_ && (aug_.crop_padding > 0 || aug_.hflip)) {
+    // Batch t's draws depend on (seed, epoch, t) alone, so a run resumed at any batch (or a
+    // source that read ahead) augments exactly as an uninterrupted one.
+    const uint64_t e = uint64_t(epoch_), b = uint64_t(t);
+    std::seed_seq seq{uint32_t(seed_), uint32_t(seed_ >> 32), uint32_t(e), uint32_t(b), uint32_t(b >> 32), 0x3bcc908bu};
+    rng_.seed(seq);
+    img = augment(img);
+  }
   return {norm_.apply(img), data_.labels.index_select(0, idx)};
 }
 

@@ -92,13 +92,13 @@ torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
   return t.pin_memory().to(device, /*non_blocking=*/true);
 }
 
-InputStager::InputStager(BatchSource* source, int64_t batches, torch::Device device, int rank)
-    : source_(source), batches_(batches), device_(device) {
-  if (!source_ || batches_ == 0) return;
+InputStager::InputStager(BatchSource* source, int64_t first, int64_t batches, torch::Device device, int rank)
+    : source_(source), batches_(batches), staged_count_(first), device_(device) {
+  if (!source_ || first >= batches_) return;
 #ifdef BLL_HAVE_CUDART
   if (device.is_cuda()) copier_ = make_cuda_copier(device, rank);
 #endif
-  stage(source_->get(0));
+  stage(source_->get(first));
 }
 
 InputStager::~InputStager() = default;

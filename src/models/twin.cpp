@@ -103,6 +103,18 @@ torch::Tensor TwinCodes::hosted_state(const std::vector<Block>& blocks) const {
   return flat;
 }
 
+torch::Tensor TwinCodes::state() const {
+  auto flat = torch::zeros({offsets_.back()}, torch::kFloat64);
+  for (size_t k = 0; k < twins_.size(); ++k) {
+    int64_t at = offsets_[k];
+    for (const auto& t : state_of(*twins_[k])) {
+      flat.narrow(0, at, t.numel()).copy_(t.detach().reshape(-1));
+      at += t.numel();
+    }
+  }
+  return flat;
+}
+
 void TwinCodes::load(const torch::Tensor& state) {
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < twins_.size(); ++k) {

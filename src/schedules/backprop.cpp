@@ -39,13 +39,14 @@ PhaseTiming BackpropSchedule::eval(BatchSource* source, int64_t n_samples, int64
 }
 
 PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int64_t batch_size,
-                                    std::vector<BlockStats>& stats, const ProgressFn& progress) {
+                                    std::vector<BlockStats>& stats, const TrainHooks& hooks) {
   Transport& t = ctx_.transport;
   const ScheduleOptions& opt = ctx_.options;
   auto& learners = ctx_.learners;
   const int rank = t.rank();
   const bool feeds = ctx_.placement.feeds_pipeline(rank), ends = ctx_.placement.ends_pipeline(rank);
-  const int64_t n = num_batches(n_samples, batch_size, true), M = opt.micro_batches;
+  const int64_t n = num_batches(n_samples, batch_size, true), M = opt.micro_batches, first = hooks.first;
+  auto end = [&] { return hooks.end ? std::min(n, hooks.end()) : n; };
   const Shape& in_shape = ctx_.boundary_shapes[size_t(ctx_.placement.first_block(rank))];
   const Shape& out_shape = ctx_.boundary_shapes[size_t(ctx_.placement.end_block(rank))];
   const auto on_device = torch::TensorOptions().device(opt.device);
@@ -58,8 +59,9 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
   const auto start = Clock::now();
   auto wait = [&](WorkPtr w, const char* what) { wait_for(*w, timing.wait_s, tracer, what); };
 
-  InputStager input(feeds ? source : nullptr, n, opt.device, rank);  // batch b + 1 moves while b computes
-  for (int64_t b = 0; b < n; ++b) {
+  InputStager input(feeds ? source : nullptr, first, n, opt.device, rank);  // batch b + 1 moves while b computes
+  int64_t b = first;
+  for (; b < end(); ++b) {
     if (tracer) tracer->set_batch(b);
     const std::string id = "train batch " + std::to_string(b);
     torch::Tensor x, y;
@@ -135,9 +137,10 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
       l.step();
       charge(l, from, stats);
     }
-    if (progress) progress(b + 1, n);
+    if (hooks.batch_done) hooks.batch_done(b);
+    if (hooks.progress) hooks.progress(b + 1, n);
   }
-  timing.batches = n;
+  timing.batches = b - first;
   timing.seconds = since(start);
   return timing;
 }

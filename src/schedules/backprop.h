@@ -27,7 +27,7 @@ class BackpropSchedule : public Schedule {
   explicit BackpropSchedule(ScheduleContext context);
 
   PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
-                    const ProgressFn& progress) override;
+                    const TrainHooks& hooks) override;
   PhaseTiming eval(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats) override;
 
  protected:

@@ -54,11 +54,11 @@ class StreamSchedule : public Schedule {
   using Schedule::Schedule;
 
   PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats,
-                    const ProgressFn& progress) override {
+                    const TrainHooks& hooks) override {
     auto step = [](BlockLearner& l, const torch::Tensor& x, const torch::Tensor& y, std::vector<BlockStats>& s) {
       return l.train_step(x, y, s);
     };
-    return stream(true, source, n_samples, batch_size, stats, step, progress);
+    return stream(true, source, n_samples, batch_size, stats, step, hooks);
   }
 
   PhaseTiming eval(BatchSource* source, int64_t n_samples, int64_t batch_size, std::vector<BlockStats>& stats) override {
@@ -70,17 +70,18 @@ class StreamSchedule : public Schedule {
 
  private:
   PhaseTiming stream(bool training, BatchSource* source, int64_t n_samples, int64_t batch_size,
-                     std::vector<BlockStats>& stats, const Step& step, const ProgressFn& progress);
+                     std::vector<BlockStats>& stats, const Step& step, const TrainHooks& hooks);
 };
 
 PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n_samples, int64_t batch_size,
-                                   std::vector<BlockStats>& stats, const Step& step, const ProgressFn& progress) {
+                                   std::vector<BlockStats>& stats, const Step& step, const TrainHooks& hooks) {
   Transport& transport = ctx_.transport;
   const ScheduleOptions& opt = ctx_.options;
   const int rank = transport.rank();
   const bool feeds = ctx_.placement.feeds_pipeline(rank), ends = ctx_.placement.ends_pipeline(rank);
   const int tag = training ? kTagTrain : kTagEval, credit_tag = kTagCredit + tag;
-  const int64_t n = num_batches(n_samples, batch_size, training);
+  const int64_t n = num_batches(n_samples, batch_size, training), first = hooks.first;
+  auto end = [&] { return hooks.end ? std::min(n, hooks.end()) : n; };
   const int64_t window = opt.in_flight;
   const Shape& in_shape = ctx_.boundary_shapes[size_t(ctx_.placement.first_block(rank))];
   const char* phase = training ? "train" : "eval";
@@ -96,7 +97,7 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
 
   // Posts the receives for batch t: its labels (broadcast from rank 0) and its input alpha.
   auto post = [&](int64_t t) {
-    if (t >= n || feeds) return;
+    if (t >= end() || feeds) return;
     const int64_t b = batch_size_of(n_samples, batch_size, t);
     Shape y_shape{b};
     y_shape.insert(y_shape.end(), ctx_.label_shape.begin(), ctx_.label_shape.end());
@@ -109,16 +110,17 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
   };
   // Posts the receive of the next rank's credit for batch t (it has taken batch t's alpha).
   auto post_credit = [&](int64_t t) {
-    if (t >= n || ends) return;
+    if (t >= end() || ends) return;
     auto c = torch::empty({1}, torch::kInt64);
     credits_in.push_back({c, transport.irecv(c, rank + 1, credit_tag, "credit for " + id(t))});
   };
-  int64_t credited = 0;  // batches the next rank has taken (credits received)
-  for (int64_t t = 0; t < window; ++t) post(t), post_credit(t);
-  InputStager input(feeds ? source : nullptr, n, opt.device, rank);  // batch t + 1 moves while t computes
+  int64_t credited = first;  // batches the next rank has taken (credits received)
+  for (int64_t t = first; t < first + window; ++t) post(t), post_credit(t);
+  InputStager input(feeds ? source : nullptr, first, n, opt.device, rank);  // batch t + 1 moves while t computes
 
   Tracer* tracer = opt.tracer;
-  for (int64_t t = 0; t < n; ++t) {
+  int64_t t = first;
+  for (; t < end(); ++t) {
     if (tracer) tracer->set_batch(t);
     torch::Tensor x, y;
     if (feeds) {
@@ -163,7 +165,8 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
       }
       bound(alpha_out, size_t(window), timing.wait_s, tracer);
     }
-    if (progress) progress(t + 1, n);
+    if (hooks.batch_done) hooks.batch_done(t);
+    if (hooks.progress) hooks.progress(t + 1, n);
   }
   if (tracer) tracer->set_batch(-1);
   while (!credits_in.empty()) {  // the credits of the last batches: no message is left unmatched
@@ -173,7 +176,7 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
   bound(labels_out, 0, timing.wait_s, tracer);
   bound(alpha_out, 0, timing.wait_s, tracer);
   bound(credits_out, 0, timing.wait_s, tracer);
-  timing.batches = n;
+  timing.batches = t - first;
   timing.seconds = since(start);
   return timing;
 }

@@ -79,9 +79,13 @@ class MpiWork : public Work {
 
 class MpiTransport : public Transport {
  public:
-  MpiTransport(MPI_Comm comm, MpiOptions opt) : comm_(comm), opt_(opt) {
+  // `owned`: the communicator is this transport's own (a duplicate), freed with it.
+  MpiTransport(MPI_Comm comm, MpiOptions opt, bool owned = false) : comm_(comm), opt_(opt), owned_(owned) {
     BLL_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     BLL_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  }
+  ~MpiTransport() override {
+    if (owned_) MPI_Comm_free(&comm_);  // unchecked: on the way to an abort the job is ending anyway
   }
 
   int rank() const override { return rank_; }
@@ -114,17 +118,16 @@ class MpiTransport : public Transport {
                                      host.is_same(t) || rank_ == root ? torch::Tensor() : t);
   }
 
-  void allreduce_sum(const torch::Tensor& t) override {
+  WorkPtr iallreduce_sum(const torch::Tensor& t, const std::string& what) override {
     require_contiguous(t, "allreduce");
     if (t.element_size() == 2 && t.is_floating_point())  // moved as raw 16-bit words: MPI cannot add them
       throw RuntimeError(std::string("mpi transport: allreduce of ") + c10::toString(t.scalar_type()) + " is not supported");
-    // Non-blocking underneath, so that a rank that never joins ends the wait after the timeout.
     auto host = outgoing(t);
     MPI_Request req;
     BLL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), int(t.numel()), mpi_type(t), MPI_SUM, comm_, &req));
-    MpiWork(req, host, "all-reduce of " + std::to_string(t.numel()) + " values over " + std::to_string(size_) + " ranks",
-            opt_, host.is_same(t) ? torch::Tensor() : t)
-        .wait();
+    return std::make_unique<MpiWork>(req, host,
+                                     what + " (" + std::to_string(t.numel()) + " values over " + std::to_string(size_) + " ranks)",
+                                     opt_, host.is_same(t) ? torch::Tensor() : t);
   }
 
   void broadcast_string(std::string& s, int root) override {
@@ -136,9 +139,16 @@ class MpiTransport : public Transport {
 
   void barrier() override { BLL_MPI_CHECK(MPI_Barrier(comm_)); }
 
+  std::unique_ptr<Transport> duplicate() override {
+    MPI_Comm dup;
+    BLL_MPI_CHECK(MPI_Comm_dup(comm_, &dup));
+    return std::make_unique<MpiTransport>(dup, opt_, true);
+  }
+
  private:
   MPI_Comm comm_;
   MpiOptions opt_;
+  bool owned_;
   int rank_ = 0, size_ = 1;
 };
 

@@ -132,15 +132,16 @@ class NcclTransport : public Transport {
                    });
   }
 
-  void allreduce_sum(const torch::Tensor& t) override {
-    if (t.device().is_cpu()) return host_->allreduce_sum(t);
-    enqueue(t, coll_stream_, world_, "all-reduce", [&](cudaStream_t st) {
+  WorkPtr iallreduce_sum(const torch::Tensor& t, const std::string& what) override {
+    if (t.device().is_cpu()) return host_->iallreduce_sum(t, what);
+    return enqueue(t, coll_stream_, world_, what, [&](cudaStream_t st) {
       return ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t), ncclSum, world_, st);
-    })->wait();
+    });
   }
 
   void broadcast_string(std::string& s, int root) override { host_->broadcast_string(s, root); }
   void barrier() override { host_->barrier(); }
+  std::unique_ptr<Transport> duplicate() override { return host_->duplicate(); }
 
   // Throws if a communicator reported an asynchronous error (after aborting them all).
   void check_async(const std::string& what) {

@@ -30,8 +30,9 @@ struct Augment {
 };
 
 // Batches of one split. Training sources shuffle each epoch with a generator seeded by
-// (seed, epoch), so the order depends only on those two numbers; they drop the last partial
-// batch so that every batch has the same shape. Evaluation sources keep the order and the tail.
+// (seed, epoch), so the order depends only on those two numbers, and augment batch t with one
+// seeded by (seed, epoch, t); they drop the last partial batch so that every batch has the
+// same shape. Any batch can be read first: a resumed run reads on where it stopped. Evaluation sources keep the order and the tail.
 class BatchSource {
  public:
   BatchSource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed);
@@ -55,7 +56,7 @@ class BatchSource {
   bool train_;
   Augment aug_;
   uint64_t seed_;
-  int64_t shard_ = 0, shards_ = 1;
+  int64_t shard_ = 0, shards_ = 1, epoch_ = 0;
   std::vector<int64_t> order_;
   std::mt19937_64 rng_;
 };

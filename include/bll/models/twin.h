@@ -36,6 +36,8 @@ class TwinCodes {
   // The state of the twins this rank trains, in a flat float64 vector laid out for every twin
   // (zeros elsewhere): summed over ranks it is the state of all twins.
   torch::Tensor hosted_state(const std::vector<Block>& blocks) const;
+  // The state of every twin, laid out as hosted_state's (checkpoints).
+  torch::Tensor state() const;
   // Loads all twins from a summed state and recomputes every block's codes.
   void load(const torch::Tensor& state);
 

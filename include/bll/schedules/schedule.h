@@ -33,6 +33,18 @@ struct PhaseTiming {
 // Called on the feeding rank after each batch it has pushed: (batches done, batches total).
 using ProgressFn = std::function<void(int64_t, int64_t)>;
 
+// What the trainer asks of a training phase besides its batches.
+struct TrainHooks {
+  ProgressFn progress;
+  int64_t first = 0;  // the first batch to train: a resumed epoch starts where the checkpoint was cut
+  // Every rank, once its steps of batch t are done (checkpoints are taken here).
+  std::function<void(int64_t t)> batch_done;
+  // Asked before each batch: the phase ends before batch end() (at most n; an agreed stop makes
+  // it less). Whoever lowers it does so before any rank posts a receive for a batch beyond it:
+  // by the time a rank finishes batch t, end() must be final or above t + in_flight + 1.
+  std::function<int64_t()> end;
+};
+
 struct ScheduleOptions {
   int64_t in_flight = 2;                          // batches a rank may run ahead of the next
   int64_t micro_batches = 1;                      // bp schedules: micro-batches per mini-batch
@@ -63,9 +75,9 @@ class Schedule {
   virtual ~Schedule() = default;
 
   // One training epoch over n_samples (full batches only): the first n_samples / batch_size
-  // batches of `source`, which is used on the feeding rank.
+  // batches of `source`, which is used on the feeding rank; from hooks.first to hooks.end().
   virtual PhaseTiming train(BatchSource* source, int64_t n_samples, int64_t batch_size,
-                            std::vector<BlockStats>& stats, const ProgressFn& progress = {}) = 0;
+                            std::vector<BlockStats>& stats, const TrainHooks& hooks = {}) = 0;
 
   // Inference over n_samples (every sample; the last batch may be partial).
   virtual PhaseTiming eval(BatchSource* source, int64_t n_samples, int64_t batch_size,

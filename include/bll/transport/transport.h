@@ -5,7 +5,7 @@
 //    handle completes (handles keep a reference to it).
 //  - Point-to-point messages between one pair of ranks with the same tag arrive in the order
 //    they were sent.
-//  - Collectives (ibroadcast, allreduce_sum, broadcast_string, barrier) must be called by every
+//  - Collectives (ibroadcast, iallreduce_sum, allreduce_sum, broadcast_string, barrier) must be called by every
 //    rank of the transport in the same order.
 //  - Only the thread that created the transport calls it.
 //  - wait() gives up after the transport's timeout and throws RuntimeError naming the operation
@@ -67,9 +67,14 @@ class Transport {
   virtual WorkPtr irecv(const torch::Tensor& t, int src, int tag, const std::string& what) = 0;
   virtual WorkPtr ibroadcast(const torch::Tensor& t, int root, const std::string& what) = 0;
 
-  virtual void allreduce_sum(const torch::Tensor& t) = 0;  // in place, blocking
+  virtual WorkPtr iallreduce_sum(const torch::Tensor& t, const std::string& what) = 0;  // in place
+  void allreduce_sum(const torch::Tensor& t) { iallreduce_sum(t, "all-reduce")->wait(); }  // blocking
   virtual void broadcast_string(std::string& s, int root) = 0;
   virtual void barrier() = 0;
+
+  // A transport over the same ranks whose messages and collectives never meet this one's, for
+  // control traffic beside a schedule's (a collective call; host tensors).
+  virtual std::unique_ptr<Transport> duplicate() = 0;
 };
 
 // Runs `step` on every rank of `t` (a collective call). If it throws bll::Error on any rank,
