@@ -79,9 +79,7 @@ DataInfo start_up(const Config& config, std::string& run_dir, std::string& resum
       info.num_classes = split.train.images[0].numel();
       info.float_labels = 1;
     }
-    const bool images = !split.train.sequences() && !split.train.reconstruct;
-    const Normalizer norm = images && config.data.normalize ? Normalizer::fit(split.train.images)
-                                                            : Normalizer::identity(images ? s[1] : 1);
+    const Normalizer norm = normalizer_for(config.data.normalize, split.train);
     const uint64_t seed = uint64_t(config.train.seed);
     const int64_t batch = config.train.batch_size, replica_batch = batch / grid.num_replicas;
     data.train.emplace(split.train, norm, batch, true, Augment{config.data.hflip, config.data.crop_padding}, seed);

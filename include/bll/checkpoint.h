@@ -13,8 +13,12 @@
 //                       position (step, epoch, batch) and each file's size and CRC-32
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bll {
@@ -69,5 +73,18 @@ std::string check_checkpoint(const std::string& checkpoint_dir);
 
 // The checkpoint folders (step_*) of a run directory, highest step first (complete or not).
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
+
+// Export: the network of a checkpoint (replica 0's spans) as named tensors, every block's
+// parameters and buffers by their module paths ("block3.features.0.weight"), blocks in order.
+// The checkpoint is checked first (check_checkpoint); throws RuntimeError saying why it cannot be read.
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+NamedTensors checkpoint_network(const std::string& checkpoint_dir);
+
+// The safetensors format (a little-endian 8-byte header length, a JSON header naming each
+// tensor's dtype, shape and byte range, then the bytes): readable from Python with
+// safetensors.torch.load_file, or with json and numpy alone. Written atomically.
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata);
+NamedTensors read_safetensors(const std::string& path);
 
 }  // namespace bll

@@ -29,6 +29,12 @@ Normalizer Normalizer::fit(const torch::Tensor& images_u8) {
   return {mean.to(torch::kFloat32), var.clamp_min(1e-12).sqrt().to(torch::kFloat32)};
 }
 
+Normalizer normalizer_for(bool normalize, const Dataset& train) {
+  const bool images = !train.sequences() && !train.reconstruct;
+  if (images && normalize) return Normalizer::fit(train.images);
+  return Normalizer::identity(images ? train.images.size(1) : 1);
+}
+
 Normalizer Normalizer::identity(int64_t channels) {
   return {torch::zeros({channels}), torch::ones({channels})};
 }

@@ -24,6 +24,10 @@ struct Normalizer {
   torch::Tensor apply(const torch::Tensor& images_u8) const;  // -> float, (x/255 - mean)/std
 };
 
+// The normalization a run uses: statistics of the training images when data.normalize (images
+// only), else x/255.
+Normalizer normalizer_for(bool normalize, const Dataset& train);
+
 struct Augment {
   bool hflip = false;
   int64_t crop_padding = 0;

@@ -1,0 +1,110 @@
+// bll-eval: the test-set accuracy of a network exported with `bll-ckpt export`, in one process.
+//   bll-eval CONFIG.yaml NETWORK.safetensors [section.key=value ...]
+// The configuration says how to build the blocks and which data to read; the file gives every
+// block's parameters and buffers by name. Prints the output block's top-1 and top-3 accuracy
+// (S15 for data.task autoencode) and each hidden block's readout, as the epoch lines do.
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bll/checkpoint.h"
+#include "bll/config.h"
+#include "bll/data/dataset.h"
+#include "bll/data/loader.h"
+#include "bll/error.h"
+#include "bll/learner.h"
+#include "bll/models/model.h"
+#include "bll/models/twin.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: bll-eval CONFIG.yaml NETWORK.safetensors [section.key=value ...]\n"
+    "Evaluates the network (bll-ckpt export) on the test set of CONFIG's data, on the CPU.\n"
+    "Exit codes: 0 done, 2 usage or configuration error, 3 data error, 4 runtime error.\n";
+
+// Copies the file's tensors into a block's parameters and buffers, each by its name.
+void load_block(bll::Block& block, const std::map<std::string, torch::Tensor>& file, const std::string& path) {
+  torch::NoGradGuard no_grad;
+  const std::string prefix = "block" + std::to_string(block->index()) + ".";
+  auto fill = [&](const std::string& key, torch::Tensor& t) {
+    const auto it = file.find(prefix + key);
+    if (it == file.end())
+      throw bll::RuntimeError(path + ": has no tensor " + prefix + key + " (exported from another configuration?)");
+    if (it->second.sizes() != t.sizes())
+      throw bll::RuntimeError(path + ": " + prefix + key + " has another shape than this configuration's");
+    t.copy_(it->second);
+  };
+  for (auto& p : block->named_parameters()) fill(p.key(), p.value());
+  for (auto& b : block->named_buffers()) fill(b.key(), b.value());
+}
+
+int run(const std::vector<std::string>& args) {
+  const bll::Config config = bll::load_config(args[0], {args.begin() + 2, args.end()});
+  std::map<std::string, torch::Tensor> file;
+  for (auto& [name, t] : bll::read_safetensors(args[1])) file[name] = t;
+
+  const bll::DataSplit split = bll::load_dataset(config.data, uint64_t(config.train.seed));
+  const auto sizes = split.train.images.sizes();
+  const bll::Shape sample(sizes.begin() + 1, sizes.end());
+  const bool recon = split.train.reconstruct;
+  const int64_t classes = recon ? split.train.images[0].numel() : split.num_classes;
+  std::optional<bll::TwinCodes> twin;
+  if (config.loss.feedback == "twin") twin.emplace(config, sample, classes);
+  std::vector<bll::BlockLearner> learners;
+  for (int64_t k = 0; k < config.model.blocks;) {
+    std::vector<bll::Block> span;
+    do {
+      span.push_back(bll::make_block(config, k, sample, classes));
+      load_block(span.back(), file, args[1]);
+    } while (++k < config.model.blocks && k % config.loss.span != 0);
+    learners.emplace_back(config, std::move(span), classes, twin ? &*twin : nullptr);
+  }
+
+  bll::BatchSource test(split.test, bll::normalizer_for(config.data.normalize, split.train), config.train.batch_size,
+                        false, bll::Augment{}, uint64_t(config.train.seed));
+  test.start_epoch(0);
+  std::vector<bll::BlockStats> stats(size_t(config.model.blocks));
+  for (int64_t t = 0; t < test.num_batches(); ++t) {
+    bll::Batch b = test.get(t);
+    torch::Tensor x = b.x;
+    for (auto& l : learners) x = l.eval_step(x, b.y, stats);
+  }
+  const bll::BlockStats& out = stats.back();
+  if (recon) {
+    std::printf("bll-eval: %s on the %s test set (%lld samples): S15 %.4f\n", args[1].c_str(),
+                config.data.dataset.c_str(), (long long)split.test.size(), out.s15 / out.samples);
+  } else {
+    std::printf("bll-eval: %s on the %s test set (%lld samples): top-1 %.2f%%  top-3 %.2f%%\n", args[1].c_str(),
+                config.data.dataset.c_str(), (long long)split.test.size(), 100.0 * out.correct1 / out.samples,
+                100.0 * out.correct3 / out.samples);
+    for (size_t k = 0; k + 1 < stats.size(); ++k)
+      std::printf("  block %zu readout: top-1 %.2f%%\n", k, 100.0 * stats[k].correct1 / std::max(1.0, stats[k].samples));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  if (args.size() < 2) {
+    std::fprintf(stderr, "%s", kUsage);
+    return bll::kExitUsage;
+  }
+  try {
+    return run(args);
+  } catch (const bll::Error& e) {
+    std::fprintf(stderr, "bll-eval: error: %s\n", e.what());
+    return e.code();
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "bll-eval: error: torch: %s\n", e.what_without_backtrace());
+    return bll::kExitRuntime;
+  }
+}
