@@ -132,6 +132,7 @@ PhaseTiming BackpropSchedule::train(BatchSource* source, int64_t n_samples, int6
     }
     for (auto& w : sends) wait(std::move(w), "wait for a send");
     for (auto& l : learners) {
+      if (opt.before_step) opt.before_step(b);
       Tracer::Span span(tracer, "optimizer step", "compute");
       const auto from = Clock::now();
       l.step();
