@@ -23,7 +23,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
                          int64_t trained_samples, const BlockLearner& any_learner, bool recon,
                          double divergence) {
   const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
-  auto buf = torch::zeros({2 * nb * F + 7 * K}, torch::kFloat64);
+  auto buf = torch::zeros({2 * nb * F + 8 * K}, torch::kFloat64);
   double* p = buf.data_ptr<double>();
   for (int64_t k = 0; k < nb; ++k) {
     train[size_t(k)].to(p + k * F);
@@ -37,6 +37,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
   for (const auto& s : train) timing[4 * K + t.rank()] += s.seconds;  // this rank's blocks only
   timing[5 * K + t.rank()] = peak_resident_mb();
   timing[6 * K + t.rank()] = divergence;
+  timing[7 * K + t.rank()] = tt.checkpoint_s;
   t.allreduce_sum(buf);
 
   EpochRecord r;
@@ -72,6 +73,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
     r.rank_train_seconds.push_back(timing[k]);
     r.rank_compute_seconds.push_back(timing[4 * K + k]);
     r.rank_peak_rss_mb.push_back(timing[5 * K + k]);
+    r.rank_checkpoint_seconds.push_back(timing[7 * K + k]);
     r.eval_seconds = std::max(r.eval_seconds, timing[2 * K + k]);
     r.replica_divergence = std::max(r.replica_divergence, timing[6 * K + k]);
   }

@@ -43,6 +43,7 @@ std::string to_json_line(const EpochRecord& r) {
   j["rank_wait_seconds"] = r.rank_wait_seconds;
   j["rank_max_ahead"] = r.rank_max_ahead;
   j["rank_train_seconds"] = r.rank_train_seconds;
+  j["rank_checkpoint_seconds"] = r.rank_checkpoint_seconds;
   j["rank_compute_seconds"] = r.rank_compute_seconds;
   j["rank_peak_rss_mb"] = r.rank_peak_rss_mb;
   j["pipeline_efficiency"] = r.pipeline_efficiency;

@@ -190,8 +190,9 @@ std::optional<EpochRecord> run_epoch(const RunContext& run, Schedule& schedule, 
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     bar.update(done, total, label, s > 0 ? replicas * double((done - start.first) * bs) / s : 0.0);
   };
-  const PhaseTiming tt = schedule.train(run.data.train ? &*run.data.train : nullptr, run.train_samples, bs, train_stats,
-                                        checkpoints.hooks(epoch, start.first, learners, train_stats, progress));
+  PhaseTiming tt = schedule.train(run.data.train ? &*run.data.train : nullptr, run.train_samples, bs, train_stats,
+                                  checkpoints.hooks(epoch, start.first, learners, train_stats, progress));
+  tt.checkpoint_s = checkpoints.take_seconds();
   bar.clear();
   if (checkpoints.end_phase(epoch)) return std::nullopt;
   if (run.grid.replica == 0)  // once per block

@@ -28,6 +28,7 @@ struct EpochRecord {
   std::vector<double> rank_wait_seconds;  // training time each rank spent blocked on messages
   std::vector<int64_t> rank_max_ahead;    // most batches each rank had sent and the next had not taken
   std::vector<double> rank_train_seconds;    // each rank's wall time of the training phase
+  std::vector<double> rank_checkpoint_seconds;  // of which saving checkpoints
   std::vector<double> rank_compute_seconds;  // of which running its blocks' steps
   std::vector<double> rank_peak_rss_mb;      // each rank's peak resident memory so far (MiB)
   double pipeline_efficiency = 0;            // compute share of the busiest rank's training time

@@ -1,5 +1,6 @@
 #include "checkpointer.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -123,6 +124,12 @@ bool Checkpointer::end_phase(int64_t epoch) {
 
 void Checkpointer::save(int64_t step, const std::string& reason, std::vector<BlockLearner>& learners,
                         std::vector<BlockStats>& stats) {
+  const auto started = std::chrono::steady_clock::now();
+  struct Clock {  // adds the time of this save to seconds_, however it ends
+    std::chrono::steady_clock::time_point from;
+    double& total;
+    ~Clock() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count(); }
+  } clock{started, seconds_};
   const std::string dir = (fs::path(checkpoints_dir(run_dir_)) / checkpoint_name(step)).string();
   const bool lead = grid_.world.rank() == 0;
   std::vector<CheckpointFile> files;

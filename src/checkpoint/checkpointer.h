@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,8 @@ class Checkpointer {
   void finish();
 
   int64_t stop_step() const { return stop_end_; }
+  // Seconds this rank spent saving since the last call.
+  double take_seconds() { return std::exchange(seconds_, 0.0); }
   int stop_signal() const { return stop_signal_; }
   std::string last_checkpoint() const;
 
@@ -89,6 +92,7 @@ class Checkpointer {
   std::deque<std::unique_ptr<Pending>> pending_;  // rank 0
   std::deque<std::pair<torch::Tensor, WorkPtr>> reports_;  // other ranks: reports on their way
   int64_t last_step_ = -1;
+  double seconds_ = 0;
 };
 
 // Where a run resumes from: world rank 0 resolves checkpoint.resume (auto, a checkpoint or a

@@ -54,6 +54,8 @@ std::optional<ResumePoint> find_resume_point(const Config& config) {
   if (how == "never") return std::nullopt;
   if (how != "auto") {
     const fs::path p(how);
+    if (!fs::is_directory(p))
+      throw ConfigError(config.source + ": key 'checkpoint.resume': '" + how + "': no such folder");
     std::vector<std::string> candidates;
     if (fs::exists(p / kManifestName) || p.filename().string().rfind("step_", 0) == 0) candidates = {p.string()};
     else if (fs::is_directory(checkpoints_dir(p.string()))) candidates = list_checkpoints(p.string());

@@ -28,6 +28,7 @@ struct PhaseTiming {
   double wait_s = 0;      // of which blocked on communication
   int64_t batches = 0;
   int64_t max_ahead = 0;  // most batches this rank had sent that the next rank had not yet taken
+  double checkpoint_s = 0;  // of which saving checkpoints (set by the trainer)
 };
 
 // Called on the feeding rank after each batch it has pushed: (batches done, batches total).
