@@ -4,7 +4,8 @@
 #    ends with parameters bit-identical to the uninterrupted job's, the log naming the step;
 #  - a torn checkpoint (no manifest) and a corrupt one (a flipped byte) are named and skipped;
 #  - SIGUSR1 to mpirun (SLURM's --signal) and SIGTERM to every rank (a time limit) stop the job
-#    at one agreed batch with exit code 75 and a checkpoint to go on from;
+#    at one agreed batch with exit code 75 and a checkpoint to go on from; so does SIGUSR1 to a
+#    job of 2 stages x 2 replicas, which resumes bit-identical too;
 #  - an unwritable checkpoint folder ends the job with one line and leaves the previous
 #    checkpoint loadable; a file-size limit (as a full disk) ends it with one line;
 #  - bll-ckpt inspect, verify, export, and bll-eval of the export.
@@ -111,6 +112,19 @@ for how in usr1 term; do
   check "resumed after $signal: parameters bit-identical" same_params "$work/ref" "$work/$how"
 done
 
+# Replicas (2 stages x 2): every replica saves its own spans (its batch-norm statistics are its
+# own until the epoch ends); stopped and resumed on the same grid, the run is bit-identical.
+run 4 "$work/replicas_ref" runtime.replicas=2
+start 4 "$work/replicas" runtime.replicas=2
+wait_for "$work/replicas/checkpoints/step_000000050/MANIFEST"
+kill -USR1 "$job"
+wait "$job"
+rc=$?
+check "replicas: SIGUSR1 stops the 2 x 2 job with 75, every replica's spans saved" bash -c \
+  "[ $rc -eq 75 ] && ls '$work'/replicas/checkpoints/step_*/span_003.r1.pt >/dev/null 2>&1"
+run 4 "$work/replicas" runtime.replicas=2 checkpoint.resume=auto
+check "replicas: resumed on 2 x 2, parameters bit-identical" same_params "$work/replicas_ref" "$work/replicas"
+
 # An unwritable checkpoint folder: the job ends with one line naming it; the previous checkpoint stays good.
 mkdir -p "$work/blocked/checkpoints"
 touch "$work/blocked/checkpoints/step_000000100"  # a file where the folder of step 100 would go
@@ -146,7 +160,7 @@ check "bll-ckpt export" "$ckpt" export "$work/ref" "$work/net.safetensors"
 read -r want readout < <(python3 -c "
 import json
 r = [json.loads(l) for l in open('$work/ref/metrics.jsonl')][-1]
-print('%.2f %.2f' % (r['test_top1'], r['readout_test'][0]))")
+print('%.2f %.2f' % (r['test_top1'], r['readout_test_top1'][0]))")
 check "bll-eval of the export: the run's test accuracy ($want%) and block 0's readout ($readout%)" bash -c \
   "grep -q 'top-1 $want%' '$work/eval' && grep -q 'block 0 readout: top-1 $readout%' '$work/eval'"
 python3 - "$work/net.safetensors" >"$work/py" 2>&1 <<'PY'

@@ -5,8 +5,8 @@
 //
 //   <run dir>/checkpoints/step_000000300/
 //     span_000.pt ...   one per span of loss.span blocks (the unit a rank owns): its blocks,
-//                       optimizer state, step count and the epoch's statistics so far; under
-//                       runtime.sync params every replica writes its own (span_000.r1.pt, ...)
+//                       optimizer state, step count and the epoch's statistics so far; with
+//                       runtime.replicas every replica writes its own (span_000.r1.pt, ...)
 //     twin.pt           loss.feedback twin: the snapshot of the twins the epoch started with
 //     config.yaml       the configuration that trained it
 //     MANIFEST          written last, by rank 0, once every rank has reported its files: the
@@ -37,7 +37,7 @@ struct Manifest {
   int64_t epochs = 0;
   int64_t blocks = 0, span = 1;   // model.blocks, loss.span
   int64_t replicas = 1;           // runtime.replicas of the run that saved it
-  bool per_replica = false;       // every replica wrote its spans (runtime.sync params)
+  bool per_replica = false;       // every replica wrote its spans (runtime.replicas > 1)
   std::string reason;             // every_steps | end | the signal that stopped the run
   std::vector<CheckpointFile> files;
 

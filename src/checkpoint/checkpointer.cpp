@@ -55,7 +55,9 @@ Checkpointer::Checkpointer(const Setup& s)
     : config_(s.config), grid_(s.grid), placement_(s.placement), control_(s.grid.world.duplicate()), run_dir_(s.run_dir), n_(s.batches_per_epoch),
       total_(s.batches_per_epoch * s.config.train.epochs),
       lag_(int64_t(s.grid.pipeline.size()) * s.config.train.in_flight + 2), twin_(s.twin),
-      per_replica_(s.config.runtime.sync == "params" && s.grid.num_replicas > 1),
+      // Replicas hold equal parameters under sync grads, but each gathers its own batch-norm
+      // statistics until the epoch ends (and under sync params its own parameters): each saves.
+      per_replica_(s.grid.num_replicas > 1),
       writes_(s.grid.replica == 0 || per_replica_) {}
 
 Checkpointer::~Checkpointer() = default;

@@ -92,10 +92,13 @@ Resumed load_checkpoint(const std::string& checkpoint, const Config& config, con
                         std::vector<BlockLearner>& learners, TwinCodes* twin, torch::Device device) {
   Resumed r{read_manifest(checkpoint), std::vector<BlockStats>(size_t(config.model.blocks))};
   const Manifest& m = r.manifest;
-  if (m.per_replica && m.replicas != grid.num_replicas)
-    throw ConfigError(checkpoint + ": saved by " + std::to_string(m.replicas) +
-                      " replicas under runtime.sync params, each with its own parameters; resume it with "
-                      "runtime.replicas=" + std::to_string(m.replicas));
+  // Each replica loads its own spans; with another replica count, every replica starts from
+  // replica 0's (the run goes on, but not bit for bit as the uninterrupted one would).
+  const int64_t from = m.per_replica && m.replicas == grid.num_replicas ? grid.replica : 0;
+  if (m.replicas != grid.num_replicas && grid.world.rank() == 0)
+    std::printf("bll-train: warning: %s was saved by %lld replica(s) and this run has %d: every replica starts from "
+                "replica 0's state, so the run will not match an uninterrupted one bit for bit\n",
+                checkpoint.c_str(), (long long)m.replicas, grid.num_replicas);
   auto read_checked = [&](const std::string& name) {
     const CheckpointFile* f = m.find(name);
     if (!f) throw RuntimeError(checkpoint + ": the manifest lists no " + name);
@@ -105,9 +108,9 @@ Resumed load_checkpoint(const std::string& checkpoint, const Config& config, con
       throw RuntimeError(path + ": does not match the manifest (size or CRC); the checkpoint is corrupt");
     return bytes;
   };
-  const bool own_stats = grid.replica == 0 || m.per_replica;  // replicas > 0 under sync grads saved none
+  const bool own_stats = from == grid.replica;  // a replica's statistics so far, when it saved them itself
   for (auto& l : learners) {
-    const std::string name = span_file_name(l.first_block(), grid.replica, m.per_replica);
+    const std::string name = span_file_name(l.first_block(), from, m.per_replica);
     const std::string bytes = read_checked(name);
     torch::serialize::InputArchive archive;
     try {
