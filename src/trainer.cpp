@@ -15,7 +15,6 @@
 #include "bll/schedules/schedule.h"
 #include "bll/placement.h"
 #include "bll/replicas.h"
-#include "bll/stop.h"
 #include "checkpoint/checkpointer.h"
 #include "epoch_record.h"
 #include "start_up.h"
@@ -168,6 +167,18 @@ struct EpochStart {
   std::vector<BlockStats> stats;  // the epoch's statistics up to `first`; empty = none
 };
 
+// Loads this rank's spans from `checkpoint`; returns the epoch to go on in and sets where it starts.
+int64_t resume(const std::string& checkpoint, const RunContext& run, std::vector<BlockLearner>& learners,
+               TwinCodes* twin, EpochStart& start) {
+  Resumed r = load_checkpoint(checkpoint, run.config, run.grid, learners, twin, run.device);
+  const int64_t batches_per_epoch = run.train_samples / run.batch;
+  if (r.manifest.batches_per_epoch != batches_per_epoch)
+    throw RuntimeError(checkpoint + ": saved with " + std::to_string(r.manifest.batches_per_epoch) +
+                       " batches per epoch, but this run has " + std::to_string(batches_per_epoch));
+  start = {r.manifest.batch, std::move(r.stats)};
+  return r.manifest.epoch;
+}
+
 // One epoch: training with the progress bar, evaluation, and the record every rank agrees on;
 // nullopt when the run stopped on request during it (with its checkpoint saved).
 std::optional<EpochRecord> run_epoch(const RunContext& run, Schedule& schedule, std::vector<BlockLearner>& learners,
@@ -289,14 +300,7 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
   const int64_t batches_per_epoch = run.train_samples / batch;
   int64_t first_epoch = 0;
   EpochStart start;
-  if (!resume_from.empty()) {
-    Resumed r = load_checkpoint(resume_from, config, grid, learners, twin ? &*twin : nullptr, options.device);
-    if (r.manifest.batches_per_epoch != batches_per_epoch)
-      throw RuntimeError(resume_from + ": saved with " + std::to_string(r.manifest.batches_per_epoch) +
-                         " batches per epoch, but this run has " + std::to_string(batches_per_epoch));
-    first_epoch = r.manifest.epoch;
-    start = {r.manifest.batch, std::move(r.stats)};
-  }
+  if (!resume_from.empty()) first_epoch = resume(resume_from, run, learners, twin ? &*twin : nullptr, start);
   Checkpointer checkpoints({config, grid, placement, run_dir, batches_per_epoch, twin ? &*twin : nullptr});
 
   if (print) print_plan(config, grid, placement, shapes, layers, info, run_dir);
@@ -317,15 +321,7 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
     start = {};
     if (!done) {  // stopped on request: every rank agreed on the batch and saved there
       checkpoints.finish();
-      const int64_t step = checkpoints.stop_step();
-      throw AgreedError(kExitStopped,
-                        std::string("stopped on request (") +
-                            (checkpoints.stop_signal() ? signal_name(checkpoints.stop_signal()) : "on another rank") +
-                            ") after step " + std::to_string(step) + " (epoch " + std::to_string(epoch + 1) +
-                            ", batch " + std::to_string(step - epoch * batches_per_epoch) + " of " +
-                            std::to_string(batches_per_epoch) + "); checkpoint " + checkpoints.last_checkpoint() +
-                            "; run again with checkpoint.resume=auto to go on",
-                        lead);
+      throw AgreedError(kExitStopped, checkpoints.stop_report(), lead);
     }
     const EpochRecord& rec = *done;
     if (metrics) metrics->append(rec);

@@ -71,8 +71,13 @@ int64_t Checkpointer::files_of(int w) const {
   return spans;
 }
 
-std::string Checkpointer::last_checkpoint() const {
-  return last_step_ < 0 ? "" : (fs::path(checkpoints_dir(run_dir_)) / checkpoint_name(last_step_)).string();
+std::string Checkpointer::stop_report() const {
+  const int64_t epoch = (stop_end_ - 1) / n_;
+  return std::string("stopped on request (") + (stop_signal_ ? signal_name(stop_signal_) : "on another rank") +
+         ") after step " + std::to_string(stop_end_) + " (epoch " + std::to_string(epoch + 1) + ", batch " +
+         std::to_string(stop_end_ - epoch * n_) + " of " + std::to_string(n_) + "); checkpoint " +
+         (fs::path(checkpoints_dir(run_dir_)) / checkpoint_name(stop_end_)).string() +
+         "; run again with checkpoint.resume=auto to go on";
 }
 
 TrainHooks Checkpointer::hooks(int64_t epoch, int64_t first, std::vector<BlockLearner>& learners,
@@ -149,7 +154,6 @@ void Checkpointer::save(int64_t step, const std::string& reason, std::vector<Blo
       report.insert(report.end(), {l.first_block(), int64_t(bytes.size()), int64_t(files.back().crc)});
     }
   }
-  last_step_ = step;
   if (!lead) {
     if (report.empty()) return;
     auto t = torch::tensor(report, torch::kInt64);

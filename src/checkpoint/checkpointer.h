@@ -58,11 +58,10 @@ class Checkpointer {
   // manifests. Collective in effect: every rank calls it at the same point.
   void finish();
 
-  int64_t stop_step() const { return stop_end_; }
   // Seconds this rank spent saving since the last call.
   double take_seconds() { return std::exchange(seconds_, 0.0); }
-  int stop_signal() const { return stop_signal_; }
-  std::string last_checkpoint() const;
+  // After a stop: what happened and how to go on, for the line rank 0 prints.
+  std::string stop_report() const;
 
  private:
   void batch_done(int64_t epoch, int64_t t, std::vector<BlockLearner>& learners, std::vector<BlockStats>& stats);
@@ -91,7 +90,6 @@ class Checkpointer {
   int stop_signal_ = 0;
   std::deque<std::unique_ptr<Pending>> pending_;  // rank 0
   std::deque<std::pair<torch::Tensor, WorkPtr>> reports_;  // other ranks: reports on their way
-  int64_t last_step_ = -1;
   double seconds_ = 0;
 };
 
