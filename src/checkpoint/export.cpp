@@ -82,7 +82,7 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   bytes += text;
   for (const auto& [name, t] : tensors) {
     const auto c = t.contiguous();
-    bytes.append(static_cast<const char*>(c.data_ptr()), size_t(c.numel()) * size_t(c.element_size()));
+    if (c.numel() > 0) bytes.append(static_cast<const char*>(c.data_ptr()), size_t(c.numel()) * size_t(c.element_size()));
   }
   write_atomically(path, bytes);
 }
@@ -114,7 +114,7 @@ NamedTensors read_safetensors(const std::string& path) {
     auto t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
     const uint64_t n = uint64_t(t.numel()) * uint64_t(t.element_size());
     if (range.size() != 2 || range[1] - range[0] != n || base + range[1] > bytes.size()) throw bad(name + ": bad byte range");
-    std::memcpy(t.data_ptr(), bytes.data() + base + range[0], n);
+    if (n > 0) std::memcpy(t.data_ptr(), bytes.data() + base + range[0], n);  // an empty tensor has no data pointer
     out.emplace_back(name, t);
   }
   return out;
