@@ -11,11 +11,12 @@
 // those an uninterrupted run passes through, whoever saved first. The back-propagation schedules
 // (gpipe, 1f1b) finish batch s everywhere before any rank starts s + 1, so the same cut holds.
 //
-// Stopping. A stop request (SIGTERM, SIGUSR1) reaches one rank or all at any batch. Every rank
-// adds its request flag to a non-blocking all-reduce per batch over the world and looks at the
-// results in order; it must have seen batch u's result before it finishes batch u + lag. The
-// first batch u whose sum is non-zero fixes the stop for everyone: the run ends after batch
-// u + lag + in_flight + 1, far enough ahead that no rank has yet posted a receive beyond it.
+// Stopping. A stop request (SIGTERM, SIGUSR1) reaches one rank or all at any batch. After every
+// step (the run's batches counted from 1) every rank adds its request flag to a non-blocking
+// all-reduce over a duplicate of the world communicator and looks at the results in order; it
+// must have seen step u's result by the time it finishes step u + lag. The first step u whose
+// sum is non-zero fixes the stop for everyone: the run ends with step u + lag + in_flight + 2,
+// far enough ahead that no rank has yet posted a receive beyond it.
 #pragma once
 
 #include <deque>
