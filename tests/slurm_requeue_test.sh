@@ -8,15 +8,8 @@
 set -u
 train=$1 fixture=$2 mpiexec=$3 root=$4
 
-if [ "${BLL_SLURM_WORK:-}" = "" ]; then  # outside the cluster: start one and come back inside it
-  BLL_SLURM_CPUS=2 exec bash "$root/scripts/local_slurm.sh" 1 bash "$0" "$@"
-fi
-work=$BLL_SLURM_WORK
-fail() {
-  echo "FAIL: $*"
-  for log in "$work"/job-*.out "$work"/slurmctld.log; do [ -f "$log" ] && { echo "--- $log"; tail -25 "$log"; }; done
-  exit 1
-}
+source "$root/tests/slurm_common.sh"
+slurm_enter 1 "$0" "$@"
 
 "$fixture" "$work/data" 2048 128 >/dev/null || fail "make_fixture"
 cat >"$work/job.yaml" <<YAML
@@ -34,15 +27,7 @@ job=$(BLL_TRAIN=$train BLL_ROOT=$root sbatch --parsable --ntasks=2 --cpus-per-ta
 for _ in $(seq 600); do [ -e "$work/run/checkpoints/step_000000050/MANIFEST" ] && break; sleep 0.1; done
 [ -e "$work/run/checkpoints/step_000000050/MANIFEST" ] || fail "no checkpoint appeared"
 scancel --signal=USR1 "$job" || fail "scancel --signal=USR1"
-state=""
-for _ in $(seq 600); do
-  state=$(scontrol show job "$job" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-  restarts=$(scontrol show job "$job" 2>/dev/null | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
-  [ "${restarts:-0}" -ge 1 ] && case "$state" in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL) break ;; esac
-  # SLURM holds a requeued job back for a while (its begin time); nothing here needs the wait.
-  [ "${restarts:-0}" -ge 1 ] && [ "$state" = PENDING ] && scontrol update JobId="$job" StartTime=now 2>/dev/null
-  sleep 0.5
-done
+wait_job "$job" 1
 out=$work/job-$job.out
 [ "$state" = COMPLETED ] || fail "job $job ended $state after ${restarts:-0} restarts"
 grep -q "^bll-train: stopped on request (SIGUSR1) after step" "$out" || fail "no stop line"

@@ -7,15 +7,8 @@
 set -u
 nodes=$1 train=$2 fixture=$3 root=$4
 
-if [ "${BLL_SLURM_WORK:-}" = "" ]; then  # outside the cluster: start one and come back inside it
-  BLL_SLURM_CPUS=2 exec bash "$root/scripts/local_slurm.sh" "$nodes" bash "$0" "$@"
-fi
-work=$BLL_SLURM_WORK
-fail() {
-  echo "FAIL: $*"
-  for log in "$work"/*.log "$work"/job-*.out; do [ -f "$log" ] && { echo "--- $log"; tail -20 "$log"; }; done
-  exit 1
-}
+source "$root/tests/slurm_common.sh"
+slurm_enter "$nodes" "$0" "$@"
 
 # The job: 2 ranks of a small CNN on fixture data, through the launcher a user submits.
 "$fixture" "$work/data" 256 128 >/dev/null || fail "make_fixture"
@@ -29,13 +22,8 @@ cd "$work" || fail "cd"
 job=$(BLL_TRAIN=$train BLL_ROOT=$root sbatch --parsable -N "$nodes" --ntasks=2 --ntasks-per-node=$((2 / nodes)) \
   --cpus-per-task=1 --output="$work/job-%j.out" "$root/launch/slurm.sbatch" "$work/job.yaml" \
   runtime.run_dir="$work/run") || fail "sbatch"
-state=""
-for _ in $(seq 300); do
-  state=$(scontrol show job "$job" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-  case "$state" in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL) break ;; esac
-  sleep 1
-done
-exit_code=$(scontrol show job "$job" 2>/dev/null | sed -n 's/.* ExitCode=\([0-9:]*\).*/\1/p')
+wait_job "$job"
+exit_code=$(job_field "$job" ExitCode)
 [ "$state" = COMPLETED ] && [ "$exit_code" = 0:0 ] || fail "job $job ended $state (exit $exit_code)"
 grep -q '"test_top1"' "$work/run/metrics.jsonl" || fail "no metrics.jsonl with test_top1"
 grep -q "2 ranks on $nodes node(s)" "$work/job-$job.out" || fail "the job did not run 2 ranks on $nodes node(s)"
