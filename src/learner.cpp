@@ -260,4 +260,19 @@ torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch
   return x;
 }
 
+std::vector<BlockLearner> make_learners(const Config& config, const Placement& placement, int rank,
+                                        const Shape& sample_shape, int64_t num_classes, const TwinCodes* twin,
+                                        torch::Device device) {
+  std::vector<BlockLearner> learners;
+  for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
+    std::vector<Block> span;
+    do {
+      span.push_back(make_block(config, k, sample_shape, num_classes));
+      span.back()->to(device);  // before the optimizer sees its parameters
+    } while (++k < placement.end_block(rank) && k % config.loss.span != 0);
+    learners.emplace_back(config, std::move(span), num_classes, twin);
+  }
+  return learners;
+}
+
 }  // namespace bll

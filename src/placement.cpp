@@ -10,7 +10,7 @@
 namespace bll {
 
 Placement::Placement(int64_t num_blocks, int num_ranks, const std::vector<int64_t>& blocks_per_rank, int64_t span)
-    : num_blocks_(num_blocks) {
+    : num_blocks_(num_blocks), span_(span) {
   if (num_ranks < 1) throw RuntimeError("placement: no ranks");
   if (span < 1) throw RuntimeError("placement: span < 1");
   const int64_t spans = (num_blocks + span - 1) / span;

@@ -70,21 +70,6 @@ void save_block(Block& block, const std::string& run_dir) {
   }
 }
 
-// The learners of this rank's blocks, one per span of loss.span blocks.
-std::vector<BlockLearner> make_learners(const Config& config, const Placement& placement, int rank,
-                                        const DataInfo& info, const TwinCodes* twin, torch::Device device) {
-  std::vector<BlockLearner> learners;
-  for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
-    std::vector<Block> span;
-    do {
-      span.push_back(make_block(config, k, info.sample_shape, info.num_classes));
-      span.back()->to(device);  // before the optimizer sees its parameters
-    } while (++k < placement.end_block(rank) && k % config.loss.span != 0);
-    learners.emplace_back(config, std::move(span), info.num_classes, twin);
-  }
-  return learners;
-}
-
 // Twin feedback: every rank's twins as they ended the last epoch, into every rank's snapshot
 // (models/twin.h). Called by every rank at the same epoch boundary.
 void exchange_twins(Transport& t, TwinCodes& twin, std::vector<BlockLearner>& learners) {
@@ -114,7 +99,7 @@ struct RunContext {
 // learners (2 to warm up, 8 timed); the slowest rank's time, on every rank of the pipeline.
 double trial_seconds(const RunContext& run, const Placement& p, const ScheduleOptions& wire) {
   Transport& t = run.grid.pipeline;
-  auto learners = make_learners(run.config, p, t.rank(), run.info, run.twin, run.device);
+  auto learners = make_learners(run.config, p, t.rank(), run.info.sample_shape, run.info.num_classes, run.twin, run.device);
   for (auto& l : learners) l.start_epoch(0);
   auto schedule = make_schedule(run.config.train.schedule,
                                 {t, p, learners, run.shapes, run.info.label_shape, run.label_dtype, wire});
@@ -281,7 +266,7 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
                        share_of(info.n_test, grid.replica, grid.num_replicas).count};
   const Placement placement = place(run, wire, print, given);
   std::vector<BlockLearner> learners =
-      make_learners(config, placement, rank, info, twin ? &*twin : nullptr, options.device);
+      make_learners(config, placement, rank, info.sample_shape, info.num_classes, twin ? &*twin : nullptr, options.device);
   std::optional<ReplicaSync> sync;
   if (grid.replicas) {
     sync.emplace(*grid.replicas, config.runtime);

@@ -74,6 +74,10 @@ std::string check_checkpoint(const std::string& checkpoint_dir);
 // The checkpoint folders (step_*) of a run directory, highest step first (complete or not).
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
 
+// The checkpoints a path names: itself when it is a checkpoint folder (it has a MANIFEST, or is
+// named step_*), else those of the run directory it is (list_checkpoints); empty when neither.
+std::vector<std::string> checkpoints_at(const std::string& path);
+
 // Export: the network of a checkpoint (replica 0's spans) as named tensors, every block's
 // parameters and buffers by their module paths ("block3.features.0.weight"), blocks in order.
 // The checkpoint is checked first (check_checkpoint); throws RuntimeError saying why it cannot be read.

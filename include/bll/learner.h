@@ -13,6 +13,7 @@
 #include "bll/losses/family.h"
 #include "bll/losses/local_loss.h"
 #include "bll/models/model.h"
+#include "bll/placement.h"
 #include "bll/trace.h"
 #include "bll/models/twin.h"
 #include "bll/replicas.h"
@@ -106,5 +107,10 @@ class BlockLearner {
   int64_t steps_ = 0;
   double m_ = 1.0, lr_ = 0.0;
 };
+
+// The learners of `rank`'s blocks under `placement`, one per span of loss.span blocks, on `device`.
+std::vector<BlockLearner> make_learners(const Config& config, const Placement& placement, int rank,
+                                        const Shape& sample_shape, int64_t num_classes, const TwinCodes* twin,
+                                        torch::Device device);
 
 }  // namespace bll

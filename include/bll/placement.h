@@ -29,11 +29,13 @@ class Placement {
   int64_t first_block(int rank) const { return first_[size_t(rank)]; }
   int64_t end_block(int rank) const { return first_[size_t(rank) + 1]; }  // exclusive
   int owner(int64_t block) const;
+  // The spans rank `rank` trains (each rank starts at a span boundary; the last span may be short).
+  int64_t spans_of(int rank) const { return (end_block(rank) - first_block(rank) + span_ - 1) / span_; }
   bool feeds_pipeline(int rank) const { return rank == 0; }          // reads data
   bool ends_pipeline(int rank) const { return rank == num_ranks() - 1; }  // has the output block
 
  private:
-  int64_t num_blocks_;
+  int64_t num_blocks_, span_;
   std::vector<int64_t> first_;
 };
 

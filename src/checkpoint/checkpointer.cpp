@@ -57,19 +57,9 @@ Checkpointer::Checkpointer(const Setup& s)
       lag_(int64_t(s.grid.pipeline.size()) * s.config.train.in_flight + 2), twin_(s.twin),
       // Replicas hold equal parameters under sync grads, but each gathers its own batch-norm
       // statistics until the epoch ends (and under sync params its own parameters): each saves.
-      per_replica_(s.grid.num_replicas > 1),
-      writes_(s.grid.replica == 0 || per_replica_) {}
+      per_replica_(s.grid.num_replicas > 1) {}
 
 Checkpointer::~Checkpointer() = default;
-
-int64_t Checkpointer::files_of(int w) const {
-  const int S = grid_.pipeline.size();
-  if (w / S != 0 && !per_replica_) return 0;
-  int64_t spans = 0;
-  for (int64_t k = placement_.first_block(w % S); k < placement_.end_block(w % S); ++k)
-    spans += k % config_.loss.span == 0 || k == placement_.first_block(w % S);
-  return spans;
-}
 
 std::string Checkpointer::stop_report() const {
   const int64_t epoch = (stop_end_ - 1) / n_;
@@ -131,39 +121,33 @@ bool Checkpointer::end_phase(int64_t epoch) {
 
 void Checkpointer::save(int64_t step, const std::string& reason, std::vector<BlockLearner>& learners,
                         std::vector<BlockStats>& stats) {
-  const auto started = std::chrono::steady_clock::now();
   struct Clock {  // adds the time of this save to seconds_, however it ends
     std::chrono::steady_clock::time_point from;
     double& total;
     ~Clock() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count(); }
-  } clock{started, seconds_};
+  } clock{std::chrono::steady_clock::now(), seconds_};
   const std::string dir = (fs::path(checkpoints_dir(run_dir_)) / checkpoint_name(step)).string();
   const bool lead = grid_.world.rank() == 0;
   std::vector<CheckpointFile> files;
+  auto add = [&](const std::string& name, const std::string& bytes) -> const CheckpointFile& {
+    write_atomically((fs::path(dir) / name).string(), bytes);
+    files.push_back({name, bytes.size(), crc32_of(bytes)});
+    return files.back();
+  };
   std::vector<int64_t> report;
-  if (writes_) {
-    make_dir(dir);
-    for (auto& l : learners) {
-      torch::serialize::OutputArchive archive;
-      l.save(archive);
-      archive.write("stats", span_stats(l, stats));
-      const std::string bytes = archive_bytes(archive);
-      const std::string name = span_file_name(l.first_block(), grid_.replica, per_replica_);
-      write_atomically((fs::path(dir) / name).string(), bytes);
-      files.push_back({name, bytes.size(), crc32_of(bytes)});
-      report.insert(report.end(), {l.first_block(), int64_t(bytes.size()), int64_t(files.back().crc)});
-    }
+  make_dir(dir);
+  for (auto& l : learners) {
+    torch::serialize::OutputArchive archive;
+    l.save(archive);
+    archive.write("stats", span_stats(l, stats));
+    const CheckpointFile& f = add(span_file_name(l.first_block(), grid_.replica, per_replica_), archive_bytes(archive));
+    report.insert(report.end(), {l.first_block(), int64_t(f.bytes), int64_t(f.crc)});
   }
   if (!lead) {
-    if (report.empty()) return;
     auto t = torch::tensor(report, torch::kInt64);
     reports_.emplace_back(t, control_->isend(t, 0, kTagReport, "the files of checkpoint " + checkpoint_name(step)));
     return;
   }
-  auto add = [&](const std::string& name, const std::string& bytes) {
-    write_atomically((fs::path(dir) / name).string(), bytes);
-    files.push_back({name, bytes.size(), crc32_of(bytes)});
-  };
   if (twin_) {
     torch::serialize::OutputArchive archive;
     archive.write("state", twin_->state());
@@ -179,9 +163,8 @@ void Checkpointer::save(int64_t step, const std::string& reason, std::vector<Blo
   m.span = config_.loss.span, m.replicas = grid_.num_replicas, m.per_replica = per_replica_, m.reason = reason;
   m.files = std::move(files);
   for (int w = 1; w < grid_.world.size(); ++w) {
-    const int64_t count = files_of(w);
-    if (count == 0) continue;
-    auto t = torch::zeros({count * kReportFields}, torch::kInt64);
+    // Every rank writes its spans: a replica's batch-norm statistics are its own until the epoch ends.
+    auto t = torch::zeros({placement_.spans_of(w % grid_.pipeline.size()) * kReportFields}, torch::kInt64);
     p->works.push_back(control_->irecv(t, w, kTagReport, "rank " + std::to_string(w) + "'s report of checkpoint " +
                                                                checkpoint_name(step)));
     p->reports.emplace_back(w, t);

@@ -70,7 +70,6 @@ class Checkpointer {
   void save(int64_t step, const std::string& reason, std::vector<BlockLearner>& learners, std::vector<BlockStats>& stats);
   void poll(bool wait);
   void prune(int64_t newest);
-  int64_t files_of(int world_rank) const;  // span files world rank w writes
 
   struct Pending;  // a checkpoint rank 0 waits on reports for
   struct Vote {
@@ -85,7 +84,7 @@ class Checkpointer {
   std::string run_dir_;
   int64_t n_, total_, lag_;
   const TwinCodes* twin_;
-  bool per_replica_, writes_;
+  bool per_replica_;  // runtime.replicas > 1: file names carry the replica
   std::deque<Vote> votes_;
   int64_t stop_end_ = -1;  // the agreed stop: global batches to run in all (-1: none)
   int stop_signal_ = 0;

@@ -195,4 +195,10 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   return out;
 }
 
+std::vector<std::string> checkpoints_at(const std::string& path) {
+  const fs::path p(path);
+  if (fs::exists(p / kManifestName) || p.filename().string().rfind("step_", 0) == 0) return {path};
+  return list_checkpoints(path);
+}
+
 }  // namespace bll

@@ -56,9 +56,7 @@ std::optional<ResumePoint> find_resume_point(const Config& config) {
     const fs::path p(how);
     if (!fs::is_directory(p))
       throw ConfigError(config.source + ": key 'checkpoint.resume': '" + how + "': no such folder");
-    std::vector<std::string> candidates;
-    if (fs::exists(p / kManifestName) || p.filename().string().rfind("step_", 0) == 0) candidates = {p.string()};
-    else if (fs::is_directory(checkpoints_dir(p.string()))) candidates = list_checkpoints(p.string());
+    const std::vector<std::string> candidates = checkpoints_at(how);
     if (candidates.empty())
       throw ConfigError(config.source + ": key 'checkpoint.resume': '" + how +
                         "' is neither a checkpoint nor a run directory with checkpoints");

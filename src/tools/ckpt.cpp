@@ -25,9 +25,7 @@ const char* kUsage =
 // The checkpoints a path names: itself, or those of a run directory (newest first).
 std::vector<std::string> named(const std::string& path) {
   if (!fs::is_directory(path)) throw bll::ConfigError(path + ": no such folder");
-  if (fs::exists(fs::path(path) / bll::kManifestName) || fs::path(path).filename().string().rfind("step_", 0) == 0)
-    return {path};
-  auto all = bll::list_checkpoints(path);
+  auto all = bll::checkpoints_at(path);
   if (all.empty()) throw bll::ConfigError(path + ": neither a checkpoint nor a run directory with checkpoints");
   return all;
 }

@@ -53,15 +53,10 @@ int run(const std::vector<std::string>& args) {
   const int64_t classes = recon ? split.train.images[0].numel() : split.num_classes;
   std::optional<bll::TwinCodes> twin;
   if (config.loss.feedback == "twin") twin.emplace(config, sample, classes);
-  std::vector<bll::BlockLearner> learners;
-  for (int64_t k = 0; k < config.model.blocks;) {
-    std::vector<bll::Block> span;
-    do {
-      span.push_back(bll::make_block(config, k, sample, classes));
-      load_block(span.back(), file, args[1]);
-    } while (++k < config.model.blocks && k % config.loss.span != 0);
-    learners.emplace_back(config, std::move(span), classes, twin ? &*twin : nullptr);
-  }
+  const bll::Placement one_process(config.model.blocks, 1, {}, config.loss.span);
+  auto learners = bll::make_learners(config, one_process, 0, sample, classes, twin ? &*twin : nullptr, torch::kCPU);
+  for (auto& l : learners)
+    for (auto& block : l.blocks()) load_block(block, file, args[1]);
 
   bll::BatchSource test(split.test, bll::normalizer_for(config.data.normalize, split.train), config.train.batch_size,
                         false, bll::Augment{}, uint64_t(config.train.seed));
