@@ -27,7 +27,11 @@ BlockStats BlockStats::from(const double* in) {
 
 BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin)
     : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)),
-      twin_(twin), reconstruct_(config.data.task == "autoencode"), bf16_(config.runtime.precision == "bf16") {
+      twin_(twin), reconstruct_(config.data.task == "autoencode"), bf16_(config.runtime.precision == "bf16"),
+      format_(at::MemoryFormat::Contiguous) {
+  if (!blocks_.empty() && !blocks_.front()->parameters().empty())
+    format_ = memory_format(config.runtime, blocks_.front()->parameters().front().device());
+  for (auto& block : blocks_) use_memory_format(*block, format_);
   for (auto& block : blocks_)
     if (block->has_twin() && !twin_)
       throw RuntimeError("block " + std::to_string(block->index()) + " has a twin feedback but no twin codes");
@@ -145,7 +149,7 @@ torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torc
                                        std::vector<BlockStats>& stats) {
   optimizer_->zero_grad();
   // Gradient stop: this span's graph starts at its input.
-  torch::Tensor x = alpha_in.detach(), total;
+  torch::Tensor x = in_memory_format(alpha_in.detach(), format_), total;
   {
     Tracer::Span span(tracer_, "forward + local loss", "compute");
     total = local_losses(x, y, stats);
@@ -221,7 +225,7 @@ LocalLoss BlockLearner::readout_loss(const torch::Tensor& alpha, const torch::Te
 torch::Tensor BlockLearner::forward_graph(const torch::Tensor& x) {
   Tracer::Span span(tracer_, "forward", "compute");
   Autocast autocast(x.device(), bf16_);
-  torch::Tensor out = x;
+  torch::Tensor out = in_memory_format(x, format_);
   for (auto& block : blocks_) {
     block->train();
     out = block->forward(out).to(torch::kFloat32);
@@ -250,7 +254,7 @@ torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch
                                       std::vector<BlockStats>& stats) {
   torch::NoGradGuard no_grad;
   Tracer::Span span(tracer_, "evaluation", "compute");
-  torch::Tensor x = alpha_in;
+  torch::Tensor x = in_memory_format(alpha_in, format_);
   Autocast autocast(alpha_in.device(), bf16_);
   for (auto& block : blocks_) {
     block->eval();

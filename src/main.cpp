@@ -52,13 +52,15 @@ int run(int argc, char** argv, int rank, int world) {
   if (config.runtime.keep_freed_memory && !bll::keep_freed_memory() && rank == 0)
     std::fprintf(stderr, "bll-train: warning: glibc refused the malloc settings; training may be slower\n");
   const bll::RankLocation where = bll::locate(MPI_COMM_WORLD);
-  const int threads = bll::configure_threads(config.runtime, where.local_ranks);
+  const bll::ThreadSetup threads = bll::configure_threads(config.runtime, where.local_ranks);
   torch::Device device = torch::kCPU;
   bll::on_every_rank(MPI_COMM_WORLD, [&] { device = bll::select_device(config.runtime, where); });
   bll::prepare_device(config.runtime, device);
   if (rank == 0)
-    std::printf("bll-train: %d rank%s, %d on this node, %d intra-op thread%s each, device %s\n", world,
-                world > 1 ? "s" : "", where.local_ranks, threads, threads > 1 ? "s" : "", device.str().c_str());
+    std::printf("bll-train: %d rank%s, %d on this node, %d intra-op thread%s each%s, device %s\n", world,
+                world > 1 ? "s" : "", where.local_ranks, threads.threads, threads.threads > 1 ? "s" : "",
+                threads.blas_threads > 0 ? (" (OpenBLAS " + std::to_string(threads.blas_threads) + ")").c_str() : "",
+                device.str().c_str());
 
   bll::agreed(rank, [&] { bll::check_grid(world, config.runtime.replicas); });
   const bll::GridTransports grid(config.runtime.transport, {MPI_COMM_WORLD, where, device, config.runtime},

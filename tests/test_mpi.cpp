@@ -278,7 +278,7 @@ double replica_difference(const Grid& grid, const TrainResult& r) {
   double worst = 0;
   for (const auto& [block, state] : r.block_state)
     for (const auto& tensor : state) {
-      auto first = tensor.clone();
+      auto first = tensor.contiguous().clone();  // a message is dense in the standard layout
       grid.replicas->ibroadcast(first, 0, "replica 0's block")->wait();
       if (tensor.numel()) worst = std::max(worst, (tensor - first).abs().max().item<double>());
     }

@@ -76,6 +76,7 @@ struct RuntimeConfig {
   std::string run_dir;         // where config, metrics and parameters go ("": a new runs/<config>/<time>)
   bool overwrite = false;      // an explicit run_dir that holds a run may be replaced
   int64_t threads = 0;         // intra-op threads per rank; 0 = cores of the node / ranks on it
+  int64_t blas_threads = 1;    // OpenBLAS's own thread pool; 0 = leave it as the library set it
   std::string progress;        // auto | on | off (progress bar on rank 0)
   bool save_params = true;     // write each block's parameters at the end
   std::string wait;            // sleep: back off while waiting for a message | spin: busy-poll
@@ -87,6 +88,7 @@ struct RuntimeConfig {
   int64_t ranks_per_gpu = 1;   // cuda: node-local ranks sharing one GPU
   std::string transport;       // mpi | nccl
   std::string precision;       // fp32 | bf16 (autocast of forward and local loss)
+  std::string memory_format;   // auto | channels_last | contiguous (4-D activations and weights)
   std::string message_precision;  // fp32 | bf16 (alpha between spans)
   bool deterministic = false;  // cuda: deterministic kernels only
   bool trace = false;          // write trace.json: per-rank timelines

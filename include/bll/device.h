@@ -75,6 +75,18 @@ class InputStager {
   std::deque<Batch> staged_;
 };
 
+// The layout of 4-D tensors on `device` (runtime.memory_format): channels-last (NHWC) or
+// contiguous (NCHW); auto is channels-last on the CPU, where oneDNN's convolutions, batch norm
+// and pooling run faster on it, and contiguous on a GPU.
+at::MemoryFormat memory_format(const RuntimeConfig& config, torch::Device device);
+
+// Puts the 4-D parameters and buffers of `module` (convolution weights, fixed feedback
+// kernels) in `format`, keeping the same tensors: an optimizer that holds them is unaffected.
+void use_memory_format(torch::nn::Module& module, at::MemoryFormat format);
+
+// `x` in `format` if it is 4-D (an image batch), else `x`.
+torch::Tensor in_memory_format(const torch::Tensor& x, at::MemoryFormat format);
+
 // The dtype alpha travels in between spans (runtime.message_precision).
 torch::Dtype message_dtype(const RuntimeConfig& config);
 

@@ -100,6 +100,7 @@ class BlockLearner {
   const TwinCodes* twin_;
   bool reconstruct_;  // data.task autoencode: targets are images
   bool bf16_;
+  at::MemoryFormat format_;  // runtime.memory_format on the blocks' device; inputs are put in it
   Tracer* tracer_ = nullptr;         // runtime.precision bf16: forward and local loss under autocast
   std::vector<torch::Tensor> trained_;  // what the optimizer updates, in its order
   std::unique_ptr<torch::optim::Optimizer> optimizer_;

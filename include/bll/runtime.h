@@ -1,4 +1,5 @@
-// Process-wide settings of a rank: intra-op threads and the memory allocator.
+// Process-wide settings of a rank: intra-op threads, the BLAS library's threads and the memory
+// allocator.
 #pragma once
 
 #include "bll/config.h"
@@ -11,8 +12,16 @@ namespace bll {
 // (docs/benchmarks.md). Returns false if glibc refused a setting.
 bool keep_freed_memory();
 
+struct ThreadSetup {
+  int threads = 1;        // torch's intra-op threads (OpenMP)
+  int blas_threads = -1;  // threads OpenBLAS was told to use; -1: not OpenBLAS, or left alone
+};
+
 // Intra-op threads for this rank: runtime.threads, else the node's cores shared evenly among
-// the ranks on the node (at least 1). Applies it to torch and returns it.
-int configure_threads(const RuntimeConfig& config, int ranks_on_node);
+// the ranks on the node (at least 1), applied to torch. Then runtime.blas_threads, applied to
+// OpenBLAS when it is the BLAS libtorch calls: the pthreads build of OpenBLAS runs its own
+// thread pool beside torch's OpenMP one, and the two spin against each other for the same
+// cores (1 made one 2-thread process of the 4-block CNN 1.7x faster here, docs/benchmarks.md).
+ThreadSetup configure_threads(const RuntimeConfig& config, int ranks_on_node);
 
 }  // namespace bll

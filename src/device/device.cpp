@@ -132,6 +132,25 @@ Batch InputStager::take() {
   return {to_device(batch.x, device_), to_device(batch.y, device_)};
 }
 
+at::MemoryFormat memory_format(const RuntimeConfig& config, torch::Device device) {
+  if (config.memory_format == "channels_last" || (config.memory_format == "auto" && device.is_cpu()))
+    return at::MemoryFormat::ChannelsLast;
+  return at::MemoryFormat::Contiguous;
+}
+
+void use_memory_format(torch::nn::Module& module, at::MemoryFormat format) {
+  torch::NoGradGuard no_grad;
+  auto convert = [&](torch::Tensor t) {
+    if (t.defined() && t.dim() == 4) t.set_data(t.data().contiguous(format));
+  };
+  for (auto& p : module.parameters()) convert(p);
+  for (auto& b : module.buffers()) convert(b);
+}
+
+torch::Tensor in_memory_format(const torch::Tensor& x, at::MemoryFormat format) {
+  return x.dim() == 4 ? x.contiguous(format) : x;
+}
+
 torch::Dtype message_dtype(const RuntimeConfig& config) {
   return config.message_precision == "bf16" ? torch::kBFloat16 : torch::kFloat32;
 }
