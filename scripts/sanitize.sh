@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cmake -S "$root" -B "$root/build-asan" -DBLL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBLL_CUDA=OFF >/dev/null
-cmake --build "$root/build-asan" -j"$(nproc)" --target test_config test_loss test_data test_model test_methods test_checkpoint test_mpi
+cmake --build "$root/build-asan" -j"$(nproc)" --target bll_unit_tests test_mpi
 cd "$root/build-asan"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
