@@ -16,13 +16,19 @@ messages (idle) and the rest (communication calls and bookkeeping), the idle sha
 1 - compute / training time, the same against the compute time alone, the pipeline efficiency
 (1 - idle share of the busiest rank), the bubble its schedule's formula predicts ((K-1)/(M+K-1)
 for gpipe and 1f1b, fill and drain (K-1)/(n+K-1) over the epoch's n batches for the stream)
-and each rank's peak resident memory. The bubble is also given with each stage's own time (its
-compute alone): 1 - M max(t) / (sum(t) + (M-1) max(t)), which is (K-1)/(M+K-1) for equal stages. --timelines also traces bll and bp:gpipe:4 on the first
-rank count and draws DIR/timeline_bll.png and DIR/timeline_gpipe.png (scripts/timeline.py).
+and each rank's peak resident memory. The back-propagation runs on several ranks are traced
+(runtime.trace), and each rank's idle share is also predicted from its own stage times: the
+trace gives each rank's forward and backward time per micro-batch and optimizer step per
+mini-batch, and the schedule's order of operations (the same as src/schedules/) is played out
+with them, every operation starting once the rank is free and its input (or gradient) is there;
+for equal stages this gives the formula, (K-1)/(M+K-1).
+--timelines also traces bll and bp:gpipe:4 on the first rank count and draws
+DIR/timeline_bll.png and DIR/timeline_gpipe.png (scripts/timeline.py).
 --reuse tabulates the runs already in DIR. Default DIR: runs/experiments/<stem>-methods. Needs matplotlib (python3-matplotlib).
 """
 import argparse
 import csv
+import json
 import os
 import re
 import subprocess
@@ -105,16 +111,69 @@ def describe(run, rec, alone):
                           other_s=max(0.0, train[r] - compute[r] - wait[r]), idle=1 - compute[r] / train[r],
                           idle_alone=(1 - solo / train[r]) if solo is not None else None, rss_mb=rss[r]))
     busiest = max(range(k), key=lambda r: compute[r])
-    # The formula with each stage's own time t_r (its compute alone): a mini-batch takes
-    # sum(t) + (M-1) max(t) per micro-batch unit, of which the slowest stage computes M max(t).
-    # With equal stages it is (K-1)/(M+K-1).
-    staged = None
-    if alone and run["spec"]["schedule"] != "stream":
-        t = [r["train_s"] * (1 - r["idle_alone"]) for r in ranks]
-        staged = 1 - m * max(t) / (sum(t) + (m - 1) * max(t))
+    staged = traced_bubble(os.path.join(run["dir"], "trace.json"), k, m, n, run["spec"]["schedule"])
+    for r in ranks:
+        r["predicted"] = staged[r["rank"]] if staged else None
     return dict(samples_per_sec=rec["samples_per_sec"], test_top1=rec["test_top1"],
-                efficiency=rec["pipeline_efficiency"], bubble=(k - 1) / (m + k - 1), staged=staged,
-                busiest=busiest), ranks
+                efficiency=rec["pipeline_efficiency"], bubble=(k - 1) / (m + k - 1),
+                staged=staged[busiest] if staged else None, busiest=busiest), ranks
+
+
+def traced_bubble(path, k, m, n, schedule):
+    """Each rank's idle share as its schedule predicts it from the stage times in the run's
+    trace (see the top of this file), or None for a run that was not traced."""
+    if schedule == "stream" or k < 2 or not os.path.exists(path):
+        return None
+    f, b, s = [0.0] * k, [0.0] * k, [0.0] * k
+    with open(path) as fh:
+        for e in json.load(fh)["traceEvents"]:
+            if e.get("ph") == "X":
+                into = {"forward": f, "backward": b, "optimizer step": s}.get(e["name"])
+                if into is not None:
+                    into[e["pid"]] += e["dur"] / 1e6
+    f, b, s = [x / (n * m) for x in f], [x / (n * m) for x in b], [x / n for x in s]
+    period = play_out(schedule, f, b, s, m)
+    return [1 - (m * (f[r] + b[r]) + s[r]) / period for r in range(k)]
+
+
+def schedule_order(schedule, rank, k, m):
+    """(forward?, micro-batch) in the order rank runs them, as the schedules in src/schedules/."""
+    if schedule == "gpipe":
+        return [(True, i) for i in range(m)] + [(False, i) for i in reversed(range(m))]
+    warmup = min(k - 1 - rank, m)
+    ops = [(True, i) for i in range(warmup)]
+    for i in range(m - warmup):
+        ops += [(True, warmup + i), (False, i)]
+    return ops + [(False, i) for i in range(m - warmup, m)]
+
+
+def play_out(schedule, f, b, s, m, batches=4):
+    """The steady-state time per mini-batch of a pipeline whose rank r takes f[r] per forward
+    and b[r] per backward of a micro-batch and s[r] per optimizer step."""
+    k = len(f)
+    free, first_rank_done = [0.0] * k, []
+    for _ in range(batches):
+        ops = [schedule_order(schedule, r, k, m) for r in range(k)]
+        done = {}  # (forward?, rank, micro-batch) -> when it ended
+        at = [0] * k
+        while any(at[r] < len(ops[r]) for r in range(k)):
+            moved = False
+            for r in range(k):
+                while at[r] < len(ops[r]):
+                    forward, i = ops[r][at[r]]
+                    before = (True, r - 1, i) if forward else (False, r + 1, i)
+                    ready = 0.0 if forward and r == 0 else done.get(before if r < k - 1 or forward else (True, r, i))
+                    if ready is None:
+                        break
+                    free[r] = max(free[r], ready) + (f[r] if forward else b[r])
+                    done[(forward, r, i)] = free[r]
+                    at[r] += 1
+                    moved = True
+            if not moved:
+                raise RuntimeError(f"{schedule}: the order of operations deadlocks")
+        free = [t + s[r] for r, t in enumerate(free)]
+        first_rank_done.append(free[0])
+    return first_rank_done[-1] - first_rank_done[-2]
 
 
 def run_plan(args):
@@ -123,10 +182,11 @@ def run_plan(args):
         counts = sorted(set(args.np) | ({1} if not args.no_alone else set()))
         for k in counts:
             name = re.sub(r"[^A-Za-z0-9]+", "_", spec["label"]) + f"_np{k}"
+            traced = ["runtime.trace=true"] if spec["method"] in END_TO_END and k > 1 else []
             runs.append(dict(name=name, label=f"{spec['label']}, {k} rank{'s' if k > 1 else ''}", seed=1, ranks=k,
-                             spec=spec, extra=spec["keys"] + [f"runtime.threads={args.threads}", "train.epochs=1",
-                                                              f"data.train_limit={args.samples}",
-                                                              "runtime.save_params=false"]))
+                             spec=spec, extra=spec["keys"] + traced + [f"runtime.threads={args.threads}", "train.epochs=1",
+                                                                       f"data.train_limit={args.samples}",
+                                                                       "runtime.save_params=false"]))
     return runs
 
 
@@ -134,10 +194,10 @@ def write_tables(args, results):
     fmt = lambda v, f="{:.1%}": "–" if v is None else f.format(v)  # noqa: E731
     joined = lambda ranks, key, f: " / ".join(fmt(r[key], f) for r in ranks)  # noqa: E731
     md = ["| method | ranks | samples/s | vs 1 rank | idle share per rank | the same vs compute alone | "
-          "efficiency | predicted bubble, equal stages | the same, stages as measured alone | "
+          "efficiency | predicted bubble, equal stages | predicted idle share per rank, stages as traced | "
           "compute / wait / other s, busiest rank | peak RSS MiB per rank | test top-1 |", "|---" * 12 + "|"]
     rows = [["method", "schedule", "M", "ranks", "rank", "samples_per_sec", "test_top1", "efficiency",
-             "predicted_bubble", "predicted_bubble_staged", "train_s", "compute_s", "wait_s", "other_s", "idle_share", "idle_share_alone",
+             "predicted_bubble", "predicted_idle_traced", "train_s", "compute_s", "wait_s", "other_s", "idle_share", "idle_share_alone",
              "peak_rss_mb"]]
     for run, fig, ranks in results:
         spec, k = run["spec"], run["ranks"]
@@ -145,13 +205,13 @@ def write_tables(args, results):
         speedup = f"{fig['samples_per_sec'] / one['samples_per_sec']:.2f}x" if one and k > 1 else "–"
         b = ranks[fig["busiest"]]
         md.append(f"| {spec['label']} | {k} | {fig['samples_per_sec']:.0f} | {speedup} | {joined(ranks, 'idle', '{:.1%}')} | "
-                  f"{joined(ranks, 'idle_alone', '{:.1%}')} | {fig['efficiency']:.1%} | {fig['bubble']:.1%} | {fmt(fig['staged'])} | "
+                  f"{joined(ranks, 'idle_alone', '{:.1%}')} | {fig['efficiency']:.1%} | {fig['bubble']:.1%} | {joined(ranks, 'predicted', '{:.1%}')} | "
                   f"{b['compute_s']:.1f} / {b['wait_s']:.1f} / {b['other_s']:.1f} | {joined(ranks, 'rss_mb', '{:.0f}')} | "
                   f"{fig['test_top1']:.2f} |")
         for r in ranks:
             rows.append([spec["method"], spec["schedule"], spec["M"], k, r["rank"], f"{fig['samples_per_sec']:.1f}",
                          f"{fig['test_top1']:.2f}", f"{fig['efficiency']:.4f}", f"{fig['bubble']:.4f}",
-                         "" if fig["staged"] is None else f"{fig['staged']:.4f}",
+                         "" if r["predicted"] is None else f"{r['predicted']:.4f}",
                          f"{r['train_s']:.3f}", f"{r['compute_s']:.3f}", f"{r['wait_s']:.3f}", f"{r['other_s']:.3f}",
                          f"{r['idle']:.4f}", "" if r["idle_alone"] is None else f"{r['idle_alone']:.4f}",
                          f"{r['rss_mb']:.0f}"])
@@ -172,7 +232,7 @@ def plot(plt, path, results, args):
     bottom.plot(xs, [f["bubble"] for _, f in multi], "k_", markersize=18, label="formula, equal stages")
     staged = [(x, f["staged"]) for x, (_, f) in zip(xs, multi) if f["staged"] is not None]
     if staged:
-        bottom.plot([x for x, _ in staged], [v for _, v in staged], "bx", label="formula, stages as measured alone")
+        bottom.plot([x for x, _ in staged], [v for _, v in staged], "bx", label="formula, stages as traced")
     bottom.set_ylabel("idle share, busiest rank")
     bottom.legend(fontsize=8)
     bottom.set_xticks(list(xs))

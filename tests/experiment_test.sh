@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/experiment.py end to end on a tiny data set: the seeds table (with one failing run),
 # the block sweep and its plot, a usage error and every run failing; then scripts/scaling.sh
-# over three layouts, strong and weak.
+# over three layouts, strong and weak; then scripts/method_bench.py with a traced bp run.
 # Usage: experiment_test.sh BLL_TRAIN MAKE_FIXTURE REPO_ROOT
 set -u
 train=$1 fixture=$2 root=$3
@@ -103,6 +103,23 @@ sys.exit(0 if layouts == want and all(float(r['samples_per_sec']) > 0 and float(
 \""
 check "scaling.sh refuses an unknown method in one line" \
   '! "$root/scripts/scaling.sh" "$work/tiny.yaml" --methods backprop >/dev/null 2>"$work/err" && grep -q "methods" "$work/err"'
+
+# method_bench.py: bll and bp with GPipe on 2 ranks and each alone; the 2-rank bp run is
+# traced, and the table gives each rank's idle share and the formula's, from the stage times.
+out=$work/methods
+BLL_LAUNCHER=$work/launcher.sh "$root/scripts/method_bench.py" "$work/tiny.yaml" --np 2 --samples 128 \
+  --methods bll,bp:gpipe:2 --out "$out" >"$work/out" 2>"$work/err"
+rc=$?
+check "method_bench.py exits 0 and writes the csv, the table and the plot" \
+  '[ "$rc" -eq 0 ] && [ -s "$out/methods.csv" ] && [ -s "$out/methods.md" ] && [ -s "$out/methods.png" ]'
+check "the traced bp run predicts each rank's idle share; bll and the 1-rank runs have none" "python3 -c \"
+import csv, sys
+rows = list(csv.DictReader(open('$out/methods.csv')))
+bp = [r for r in rows if r['method'] == 'bp' and r['ranks'] == '2']
+rest = [r for r in rows if r not in bp]
+ok = len(bp) == 2 and all(0 <= float(r['predicted_idle_traced']) < 1 and 0 <= float(r['idle_share']) < 1 for r in bp)
+sys.exit(0 if ok and len(rest) == 4 and all(r['predicted_idle_traced'] == '' for r in rest) else 1)
+\""
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
