@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Throughput of the main job's network, measured side by side in one invocation, as ratios.
-#   scripts/bench.sh [EPOCH_SAMPLES] [REPEATS]   (defaults: 12000 training samples, 3 repeats)
+#   scripts/bench.sh [EPOCH_SAMPLES] [REPEATS] [all|engine]
+#     defaults: 12000 training samples, 3 repeats, all rows; engine: only the rows of one
+#     process (BLAS threads, memory format, allocator)
 # Each figure is the median over REPEATS runs of configs/fmnist_cnn.yaml (1 epoch) on
 # data/fashion-mnist; samples/s is training samples over the slowest rank's training time
 # (metrics.jsonl). The spread (min-max) is printed too: shared machines are noisy. Prints a
@@ -10,6 +12,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 n=${1:-12000}
 repeats=${2:-3}
+rows=${3:-all}
+[[ $rows == all || $rows == engine ]] || { echo "bench.sh: the third argument is all or engine, not '$rows'" >&2; exit 2; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 [ -x build/bll-train ] || { echo "bench.sh: build first (scripts/build.sh)" >&2; exit 2; }
@@ -36,6 +40,10 @@ row() {  # row COMPARISON RUN "A" "B": A and B are "median min max"
 echo "| comparison | run | samples/s: median (min-max) of $repeats | ratio of medians |"
 echo "|---|---|---|---|"
 np1=$(run np1 1)
+row "BLAS threads, 1 rank" "1 (default) vs OpenBLAS's own pool" "$np1" "$(run np1_blas 1 runtime.blas_threads=0)"
+row "memory format, 1 rank" "channels-last (default) vs contiguous" "$np1" "$(run np1_nchw 1 runtime.memory_format=contiguous)"
+row "allocator, 1 rank" "keep freed memory (default) vs glibc default" "$np1" "$(run np1_malloc 1 runtime.keep_freed_memory=false)"
+[ "$rows" = engine ] && exit 0
 np2=$(run np2 2)
 np4=$(run np4 4)
 row "ranks (4 blocks)" "2 ranks vs 1" "$np2" "$np1"
@@ -45,4 +53,3 @@ if1=$(run np4_if1 4 train.in_flight=1)
 row "batches in flight, 4 ranks" "2 (default) vs 1" "$np4" "$if1"
 row "batches in flight, 4 ranks" "4 vs 1" "$(run np4_if4 4 train.in_flight=4)" "$if1"
 row "waiting for messages, 4 ranks" "sleep (default) vs spin" "$np4" "$(run np4_spin 4 runtime.wait=spin)"
-row "allocator, 1 rank" "keep freed memory (default) vs glibc default" "$np1" "$(run np1_malloc 1 runtime.keep_freed_memory=false)"

@@ -121,5 +121,16 @@ ok = len(bp) == 2 and all(0 <= float(r['predicted_idle_traced']) < 1 and 0 <= fl
 sys.exit(0 if ok and len(rest) == 4 and all(r['predicted_idle_traced'] == '' for r in rest) else 1)
 \""
 
+check "played out with equal stages, both schedules give the bubble (K-1)/(M+K-1)" "python3 -c \"
+import sys
+sys.path.insert(0, '$root/scripts')
+from method_bench import play_out
+for schedule in ('gpipe', '1f1b'):
+    for k in (2, 3, 4):
+        for m in (1, 2, 4, 8):
+            idle = 1 - m * 3.0 / play_out(schedule, [1.0] * k, [2.0] * k, [0.0] * k, m)
+            assert abs(idle - (k - 1) / (m + k - 1)) < 1e-9, (schedule, k, m, idle)
+\""
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
