@@ -152,13 +152,16 @@ TEST_CASE("K ranks and 1 rank agree for every model and loss family and feedback
       {"bp, 1f1b, 3 micro-batches", {"train.method=bp", "train.schedule=1f1b", "train.micro_batches=3"}},
       {"bp, 1f1b, mlp in 8 blocks", {"train.method=bp", "train.schedule=1f1b", "train.micro_batches=4", "model.type=mlp",
                                      "model.widths=[16,16,16,16,16,16,16]", "model.blocks=8"}},
-      // bf16: autocast on the CPU, messages rounded to bf16 at every span boundary.
       {"fa, gpipe, 2 micro-batches", {"train.method=fa", "train.micro_batches=2"}},
       {"fa, 1f1b, resnet18", {"train.method=fa", "train.schedule=1f1b", "train.micro_batches=2", "model.type=resnet18",
                               "model.width=4"}},
       {"greedy", {"train.method=greedy"}},
       {"predsim", {"train.method=predsim"}},
+      // bf16: autocast on the CPU, messages rounded to bf16 at every span boundary.
       {"bf16 arithmetic and messages", {"runtime.precision=bf16", "runtime.message_precision=bf16"}},
+      // The CPU's default layout is channels-last; the standard one holds too, for bll and bp.
+      {"contiguous layout", {"runtime.memory_format=contiguous"}},
+      {"contiguous layout, bp", {"runtime.memory_format=contiguous", "train.method=bp", "train.micro_batches=2"}},
       {"twin feedback, transformer",
        {"loss.feedback=twin", "data.dataset=reversal", "model.type=transformer", "model.width=8", "train.epochs=2"}},
   };
