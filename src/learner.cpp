@@ -79,6 +79,7 @@ void BlockLearner::load(torch::serialize::InputArchive& archive) {
     torch::serialize::InputArchive sub;
     archive.read("block_" + std::to_string(block->index()), sub);
     block->load(sub);
+    use_memory_format(*block, format_);  // the file keeps the layout it was saved in
   }
   torch::serialize::InputArchive opt;
   archive.read("optimizer", opt);

@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 #include <dlfcn.h>
 
+#include <sstream>
+
 #include "bll/config.h"
 #include "bll/device.h"
 #include "bll/learner.h"
@@ -77,4 +79,23 @@ TEST_CASE("a channels-last learner keeps its convolutions in that layout and lea
   const auto pa = a.blocks()[0]->parameters(), pb = b.blocks()[0]->parameters();
   REQUIRE(pa.size() == pb.size());
   for (size_t i = 0; i < pa.size(); ++i) CHECK(torch::allclose(pa[i], pb[i], 1e-4, 1e-5));
+}
+
+TEST_CASE("a learner loaded from a file saved in the other layout keeps its own") {
+  const auto nhwc = cnn_config("channels_last"), nchw = cnn_config("contiguous");
+  BlockLearner saved(nchw, {make_block(nchw, 1, {1, 28, 28}, 10)}, 10);
+  torch::serialize::OutputArchive out;
+  saved.save(out);
+  std::stringstream bytes;
+  out.save_to(bytes);
+  BlockLearner loaded(nhwc, {make_block(nhwc, 1, {1, 28, 28}, 10)}, 10);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  loaded.load(in);
+  const auto pa = loaded.blocks()[0]->parameters(), pb = saved.blocks()[0]->parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CHECK(torch::equal(pa[i], pb[i]));
+    if (pa[i].dim() == 4) CHECK(pa[i].is_contiguous(at::MemoryFormat::ChannelsLast));
+  }
 }

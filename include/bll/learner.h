@@ -99,9 +99,9 @@ class BlockLearner {
   std::unique_ptr<Family> family_;
   const TwinCodes* twin_;
   bool reconstruct_;  // data.task autoencode: targets are images
-  bool bf16_;
+  bool bf16_;                // runtime.precision bf16: forward and local loss under autocast
   at::MemoryFormat format_;  // runtime.memory_format on the blocks' device; inputs are put in it
-  Tracer* tracer_ = nullptr;         // runtime.precision bf16: forward and local loss under autocast
+  Tracer* tracer_ = nullptr;
   std::vector<torch::Tensor> trained_;  // what the optimizer updates, in its order
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   ReplicaSync* sync_ = nullptr;

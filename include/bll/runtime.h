@@ -21,7 +21,7 @@ struct ThreadSetup {
 // the ranks on the node (at least 1), applied to torch. Then runtime.blas_threads, applied to
 // OpenBLAS when it is the BLAS libtorch calls: the pthreads build of OpenBLAS runs its own
 // thread pool beside torch's OpenMP one, and the two spin against each other for the same
-// cores (1 made one 2-thread process of the 4-block CNN 1.7x faster here, docs/benchmarks.md).
+// cores (1 made one 2-thread process of the 4-block CNN 1.46x faster here, docs/benchmarks.md).
 ThreadSetup configure_threads(const RuntimeConfig& config, int ranks_on_node);
 
 }  // namespace bll
