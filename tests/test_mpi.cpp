@@ -233,8 +233,10 @@ TEST_CASE("flow control: with a slow last rank, no rank gets more than in_flight
                           "test", {"model.type=mlp", "model.widths=[4,4,4]", "data.train_limit=500"});
     c.train.in_flight = in_flight;
     TrainOptions options{false};
-    if (t->rank() == t->size() - 1)  // the last rank is slow: the others would run away without credits
-      options.before_step = [](int64_t) { std::this_thread::sleep_for(std::chrono::milliseconds(10)); };
+    // The last rank is slow: the others would run away without credits. Its first step waits
+    // long enough for the rank before it to fill its window even on a loaded machine.
+    if (t->rank() == t->size() - 1)
+      options.before_step = [](int64_t b) { std::this_thread::sleep_for(std::chrono::milliseconds(b == 0 ? 500 : 10)); };
     const auto r = run_training(c, *t, options);
     const auto& ahead = r.epochs.back().rank_max_ahead;
     REQUIRE(int64_t(ahead.size()) == t->size());
