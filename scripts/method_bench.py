@@ -111,12 +111,12 @@ def describe(run, rec, alone):
                           other_s=max(0.0, train[r] - compute[r] - wait[r]), idle=1 - compute[r] / train[r],
                           idle_alone=(1 - solo / train[r]) if solo is not None else None, rss_mb=rss[r]))
     busiest = max(range(k), key=lambda r: compute[r])
-    staged = traced_bubble(os.path.join(run["dir"], "trace.json"), k, m, n, run["spec"]["schedule"])
+    predicted = traced_bubble(os.path.join(run["dir"], "trace.json"), k, m, n, run["spec"]["schedule"])
     for r in ranks:
-        r["predicted"] = staged[r["rank"]] if staged else None
+        r["predicted"] = predicted[r["rank"]] if predicted else None
     return dict(samples_per_sec=rec["samples_per_sec"], test_top1=rec["test_top1"],
                 efficiency=rec["pipeline_efficiency"], bubble=(k - 1) / (m + k - 1),
-                staged=staged[busiest] if staged else None, busiest=busiest), ranks
+                predicted=predicted[busiest] if predicted else None, busiest=busiest), ranks
 
 
 def traced_bubble(path, k, m, n, schedule):
@@ -230,9 +230,9 @@ def plot(plt, path, results, args):
     top.set_title(f"{args.stem}: {args.samples} samples, {args.threads} thread(s) per rank")
     bottom.bar(xs, [1 - f["efficiency"] for _, f in multi], color="#c44e52", label="measured")
     bottom.plot(xs, [f["bubble"] for _, f in multi], "k_", markersize=18, label="formula, equal stages")
-    staged = [(x, f["staged"]) for x, (_, f) in zip(xs, multi) if f["staged"] is not None]
-    if staged:
-        bottom.plot([x for x, _ in staged], [v for _, v in staged], "bx", label="formula, stages as traced")
+    predicted = [(x, f["predicted"]) for x, (_, f) in zip(xs, multi) if f["predicted"] is not None]
+    if predicted:
+        bottom.plot([x for x, _ in predicted], [v for _, v in predicted], "bx", label="formula, stages as traced")
     bottom.set_ylabel("idle share, busiest rank")
     bottom.legend(fontsize=8)
     bottom.set_xticks(list(xs))

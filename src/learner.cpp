@@ -29,8 +29,9 @@ BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int6
     : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)),
       twin_(twin), reconstruct_(config.data.task == "autoencode"), bf16_(config.runtime.precision == "bf16"),
       format_(at::MemoryFormat::Contiguous) {
-  if (!blocks_.empty() && !blocks_.front()->parameters().empty())
-    format_ = memory_format(config.runtime, blocks_.front()->parameters().front().device());
+  if (!blocks_.empty())
+    if (const auto params = blocks_.front()->parameters(); !params.empty())
+      format_ = memory_format(config.runtime, params.front().device());
   for (auto& block : blocks_) use_memory_format(*block, format_);
   for (auto& block : blocks_)
     if (block->has_twin() && !twin_)

@@ -69,6 +69,14 @@ std::string temp_dir(const std::string& name) {
   return p.string();
 }
 
+Config small_cnn_config(const std::vector<std::string>& overrides) {
+  return parse_config(
+      "data: {dataset: fashion-mnist, dir: d}\n"
+      "model: {type: cnn, widths: [4, 8, 8], head_hidden: 16, blocks: 4}\n"
+      "train: {epochs: 1, seed: 3}\n",
+      "t", overrides);
+}
+
 std::string small_config_yaml(const std::string& dir, const std::string& run_dir) {
   return "data: {dataset: fashion-mnist, dir: '" + dir + "'}\n"
          "model: {type: cnn, widths: [8, 16, 16], head_hidden: 32, blocks: 4}\n"

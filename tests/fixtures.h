@@ -5,6 +5,9 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
+
+#include "bll/config.h"
 
 namespace bll::test {
 
@@ -21,6 +24,10 @@ void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test
 
 // A fresh empty folder under the system temp dir.
 std::string temp_dir(const std::string& name);
+
+// A small CNN (widths 4/8/8, head 16, 4 blocks, seed 3) for unit tests that build blocks and
+// learners without data; `overrides` are section.key=value.
+Config small_cnn_config(const std::vector<std::string>& overrides = {});
 
 // A YAML config for a small CNN on the fixture data in `dir`.
 std::string small_config_yaml(const std::string& dir, const std::string& run_dir);

@@ -9,16 +9,13 @@
 #include "bll/learner.h"
 #include "bll/models/model.h"
 #include "bll/runtime.h"
+#include "fixtures.h"
 
 using namespace bll;
 
 namespace {
 Config cnn_config(const std::string& memory_format) {
-  return parse_config(
-      "data: {dataset: fashion-mnist, dir: d}\n"
-      "model: {type: cnn, widths: [4, 8, 8], head_hidden: 16, blocks: 4}\n"
-      "train: {epochs: 1, seed: 3}\n",
-      "t", {"runtime.memory_format=" + memory_format});
+  return test::small_cnn_config({"runtime.memory_format=" + memory_format});
 }
 }  // namespace
 

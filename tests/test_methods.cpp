@@ -8,18 +8,13 @@
 #include "bll/losses/similarity.h"
 #include "bll/models/layers.h"
 #include "bll/models/model.h"
+#include "fixtures.h"
 
 using namespace bll;
 using Catch::Matchers::Contains;
 
 namespace {
-Config cnn_config(const std::string& method) {
-  return parse_config(
-      "data: {dataset: fashion-mnist, dir: d}\n"
-      "model: {type: cnn, widths: [4, 8, 8], head_hidden: 16, blocks: 4}\n"
-      "train: {epochs: 1, seed: 3}\n",
-      "t", {"train.method=" + method});
-}
+Config cnn_config(const std::string& method) { return test::small_cnn_config({"train.method=" + method}); }
 
 bool close(const torch::Tensor& a, const torch::Tensor& b) { return torch::allclose(a, b, 1e-5, 1e-6); }
 }  // namespace

@@ -6,17 +6,14 @@
 #include "bll/models/model.h"
 #include "bll/models/twin.h"
 #include "bll/placement.h"
+#include "fixtures.h"
 
 using namespace bll;
 using Catch::Matchers::Contains;
 
 namespace {
 Config cnn_config(int64_t blocks, std::vector<int64_t> split = {}) {
-  Config c = parse_config(
-      "data: {dataset: fashion-mnist, dir: d}\n"
-      "model: {type: cnn, widths: [4, 8, 8], head_hidden: 16, blocks: 4}\n"
-      "train: {epochs: 1, seed: 3}\n",
-      "t", {});
+  Config c = test::small_cnn_config();
   c.model.blocks = blocks;
   c.model.split = split;
   return c;
