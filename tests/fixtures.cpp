@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include <filesystem>
+#include <set>
 
 #include "bll/data/cifar.h"
 #include "bll/data/idx.h"
@@ -62,10 +64,30 @@ void remove_tree(const std::string& path) {
        FTW_DEPTH | FTW_PHYS);
 }
 
+namespace {
+
+// The folders this process made, removed when it exits (after main, so after MPI_Finalize in
+// the MPI suites, when no other rank reads them any more). BLL_KEEP_TEST_DIRS=1 keeps them.
+struct MadeFolders {
+  std::set<std::string> paths;
+  ~MadeFolders() {
+    if (std::getenv("BLL_KEEP_TEST_DIRS")) return;
+    for (const auto& p : paths) remove_tree(p);
+  }
+};
+
+MadeFolders& made_folders() {
+  static MadeFolders folders;
+  return folders;
+}
+
+}  // namespace
+
 std::string temp_dir(const std::string& name) {
   const fs::path p = fs::temp_directory_path() / ("bll-test-" + std::to_string(getpid()) + "-" + name);
   remove_tree(p.string());
   fs::create_directories(p);
+  made_folders().paths.insert(p.string());
   return p.string();
 }
 

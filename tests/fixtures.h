@@ -22,7 +22,8 @@ void write_idx_dataset(const std::string& dir, int64_t n_train, int64_t n_test, 
 // made from the same patterns into `dir`; n_train is spread over the five training files.
 void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test, uint64_t seed);
 
-// A fresh empty folder under the system temp dir.
+// A fresh empty folder under the system temp dir, removed with everything in it when the
+// process exits (BLL_KEEP_TEST_DIRS=1 keeps it for a look after a failure).
 std::string temp_dir(const std::string& name);
 
 // A small CNN (widths 4/8/8, head 16, 4 blocks, seed 3) for unit tests that build blocks and
