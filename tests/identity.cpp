@@ -4,9 +4,13 @@
 
 #include "bll/error.h"
 #include "bll/placement.h"
+#include "bll/transport/mpi.h"
 #include "fixtures.h"
 
 namespace bll::test {
+
+std::unique_ptr<Transport> world() { return make_mpi_transport(MPI_COMM_WORLD); }
+
 namespace {
 
 // Every rank sends its blocks' state to rank 0 (through host memory), which returns the largest

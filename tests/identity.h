@@ -12,6 +12,9 @@
 
 namespace bll::test {
 
+// The MPI transport over MPI_COMM_WORLD, which every case of the MPI suites starts from.
+std::unique_ptr<Transport> world();
+
 // The fixture data set (512 training, 256 test images), written once by rank 0 into a folder
 // every rank can read; every rank gets its path. Collective over `t`.
 std::string shared_fixture(Transport& t);

@@ -20,10 +20,10 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::unique_ptr<Transport> world() { return make_mpi_transport(MPI_COMM_WORLD); }
-
-// The fixture data set, written once by rank 0 into a folder every rank can read.
+// The fixture data set, written once by rank 0 into a folder every rank can read, and the
+// transport over every rank (tests/identity.h).
 using test::shared_fixture;
+using test::world;
 
 Config small_config(const std::string& data_dir, const std::string& run_dir, int64_t in_flight) {
   auto c = parse_config(test::small_config_yaml(data_dir, run_dir), "test", {});

@@ -19,10 +19,9 @@
 using namespace bll;
 using Catch::Matchers::Contains;
 using test::shared_fixture;
+using test::world;
 
 namespace {
-
-std::unique_ptr<Transport> world() { return make_mpi_transport(MPI_COMM_WORLD); }
 
 // The largest |difference| of this rank's final blocks from replica 0's, over every rank.
 double replica_difference(const Grid& grid, const TrainResult& r) {
