@@ -4,6 +4,7 @@
 
 #include "bll/device.h"
 #include "bll/error.h"
+#include "bll/host_reads.h"
 #include "bll/losses/local_loss.h"
 #include "bll/losses/reconstruction.h"
 #include "bll/losses/similarity.h"
@@ -25,13 +26,18 @@ BlockStats BlockStats::from(const double* in) {
   return s;
 }
 
-BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin)
+BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin,
+                           std::shared_ptr<StepStats> step_stats)
     : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)),
-      twin_(twin), reconstruct_(config.data.task == "autoencode"), bf16_(config.runtime.precision == "bf16"),
+      step_stats_(std::move(step_stats)), twin_(twin), reconstruct_(config.data.task == "autoencode"), bf16_(config.runtime.precision == "bf16"),
       format_(at::MemoryFormat::Contiguous) {
   if (!blocks_.empty())
-    if (const auto params = blocks_.front()->parameters(); !params.empty())
+    if (const auto params = blocks_.front()->parameters(); !params.empty()) {
       format_ = memory_format(config.runtime, params.front().device());
+      zero_ = torch::zeros({}, params.front().options().requires_grad(false));
+      if (!step_stats_) step_stats_ = std::make_shared<StepStats>(config.model.blocks, params.front().device());
+    }
+  if (!step_stats_) throw RuntimeError("a learner needs blocks with parameters");
   for (auto& block : blocks_) use_memory_format(*block, format_);
   for (auto& block : blocks_)
     if (block->has_twin() && !twin_)
@@ -87,7 +93,7 @@ void BlockLearner::load(torch::serialize::InputArchive& archive) {
   optimizer_->load(opt);
   torch::Tensor steps;
   archive.read("steps", steps);
-  steps_ = steps.item<int64_t>();
+  steps_ = int64_t(read_scalar(steps));
 }
 
 bool BlockLearner::closed_form_feedback(const Block& block) const {
@@ -120,15 +126,13 @@ torch::Tensor BlockLearner::predictive_loss(const torch::Tensor& prediction, con
 torch::Tensor BlockLearner::feedback_message(Block& block, const torch::Tensor& y) const {
   if (block->has_twin()) return channel_means(per_token(block->twin(twin_->input(block->index(), y)), y.dim() == 2));
   if (reconstruct_) return block->feedback(y.flatten(1));
-  return block->feedback(torch::nn::functional::one_hot(y.reshape(-1), num_classes_).to(torch::kFloat32));
+  return block->feedback_of_labels(y.reshape(-1));
 }
 
-void BlockLearner::score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats) const {
+void BlockLearner::score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats, int64_t block) const {
   if (reconstruct_) {
     const auto t = uncertainty_terms(prediction, y);
-    stats.s15 += t.s15.sum().item<double>();
-    stats.s16 += t.s16.sum().item<double>();
-    stats.s17 += t.s17.sum().item<double>();
+    step_stats_->add(block, StepStats::kS15, {t.s15.sum(), t.s16.sum(), t.s17.sum()});
     stats.samples += double(y.size(0));
     return;
   }
@@ -138,18 +142,25 @@ void BlockLearner::score(const torch::Tensor& prediction, const torch::Tensor& y
   const int64_t k = std::min<int64_t>(3, flat.size(1));
   const auto hit = std::get<1>(flat.topk(k, 1)).eq(flat_y.unsqueeze(1));
   const auto top1 = hit.select(1, 0);
-  stats.correct1 += double(top1.sum().item<int64_t>());
-  stats.correct3 += double(hit.any(1).sum().item<int64_t>());
-  stats.samples += double(flat_y.size(0));
   if (tokens) {
-    stats.seq_correct += double(top1.view({y.size(0), y.size(1)}).all(1).sum().item<int64_t>());
+    step_stats_->add(block, StepStats::kCorrect1,
+                     {top1.sum(), hit.any(1).sum(), top1.view({y.size(0), y.size(1)}).all(1).sum()});
     stats.sequences += double(y.size(0));
+  } else {
+    step_stats_->add(block, StepStats::kCorrect1, {top1.sum(), hit.any(1).sum()});
   }
+  stats.samples += double(flat_y.size(0));
+}
+
+void BlockLearner::zero_grad() {
+  // Undefined, not zero-filled: the backward then writes each gradient instead of adding it to
+  // zeros, which saves a fill and a read of every gradient per step (as PyTorch's set_to_none).
+  for (auto& p : trained_) p.mutable_grad().reset();
 }
 
 torch::Tensor BlockLearner::train_step(const torch::Tensor& alpha_in, const torch::Tensor& y,
                                        std::vector<BlockStats>& stats) {
-  optimizer_->zero_grad();
+  zero_grad();
   // Gradient stop: this span's graph starts at its input.
   torch::Tensor x = in_memory_format(alpha_in.detach(), format_), total;
   {
@@ -174,37 +185,36 @@ torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& 
     block->train();
     BlockStats& s = stats[size_t(block->index())];
     const auto alpha = block->forward(x).to(torch::kFloat32);
+    // BLL's channel means come before the readout. Autograd runs the later-made readout first, so
+    // the gradient of the block's output starts in the readout's layout (channels-last on the CPU)
+    // and the mean's NCHW gradient is added to it, not the other way round: otherwise the
+    // max-pool before them copies the sum back to channels-last (half the pool's backward time).
+    const bool bll = !block->is_output() && config_.train.method == "bll";
+    const auto message = bll ? per_token(alpha, tokens) : torch::Tensor();
+    const auto a = bll ? channel_means(message) : torch::Tensor();
     const auto pred = prediction(block, alpha, y);
     LocalLoss loss;
     if (block->is_output()) {
       loss.total = loss.pred = predictive_loss(pred, y);
-      loss.kl = torch::zeros({});
+      loss.kl = zero_;
       x = alpha;
     } else if (config_.train.method != "bll") {  // greedy or predsim: no feedback, no KL
       loss = readout_loss(alpha, pred, y);
       x = alpha;
     } else {
-      const auto message = per_token(alpha, tokens);
-      const auto a = channel_means(message);
       if (closed_form_feedback(block))
         block->fit_feedback(
             family_->expectation(a.detach()), y.reshape(-1), c.feedback_momentum,
             [&](const torch::Tensor& e) { return family_->from_expectation(e); },
             sync_ ? [&](const torch::Tensor& t) { sync_->sum(t); } : std::function<void(const torch::Tensor&)>());
-      loss = block_local_loss(*family_, message, feedback_message(block, y), predictive_loss(pred, y), m_, c);
+      loss = local_loss_of_means(*family_, a, feedback_message(block, y), predictive_loss(pred, y), m_, c);
       x = c.forward_posterior ? posterior_message(message, a, loss.posterior).view_as(alpha) : alpha;
     }
-    const double value = loss.total.item<double>();
-    if (!std::isfinite(value))
-      throw RuntimeError("block " + std::to_string(block->index()) + ": local loss is " + std::to_string(value) +
-                         " after " + std::to_string(int64_t(s.batches)) +
-                         " batches of this epoch (training diverged; lower optim.lr)");
     total = total.defined() ? total + loss.total : loss.total;
-    s.loss += value;
-    s.kl += loss.kl.item<double>();
-    s.pred += loss.pred.item<double>();
+    // Summed where they are computed; the divergence check runs where they are read (step_stats.h).
+    step_stats_->add(block->index(), StepStats::kLoss, {loss.total.detach(), loss.kl.detach(), loss.pred.detach()});
     s.batches += 1;
-    score(pred.detach(), y, s);
+    score(pred.detach(), y, s, block->index());
   }
   return total;
 }
@@ -218,7 +228,7 @@ LocalLoss BlockLearner::readout_loss(const torch::Tensor& alpha, const torch::Te
     const double beta = config_.train.sim_weight;
     loss.total = (1.0 - beta) * loss.pred + beta * loss.kl;
   } else {
-    loss.kl = torch::zeros({}, pred.options());
+    loss.kl = zero_;
     loss.total = loss.pred;
   }
   return loss;
@@ -243,12 +253,10 @@ torch::Tensor BlockLearner::output_loss(const torch::Tensor& out, const torch::T
   const auto pred = prediction(last, out, y);
   const auto loss = predictive_loss(pred, y);
   BlockStats& s = stats[size_t(last->index())];
-  const double value = loss.item<double>();
-  if (!std::isfinite(value))
-    throw RuntimeError("block " + std::to_string(last->index()) + ": loss is " + std::to_string(value) +
-                       " (training diverged; lower optim.lr)");
-  s.loss += value, s.pred += value, s.batches += 1;
-  score(pred.detach(), y, s);
+  const auto value = loss.detach();
+  step_stats_->add(last->index(), StepStats::kLoss, {value, zero_, value});
+  s.batches += 1;
+  score(pred.detach(), y, s, last->index());
   return loss * scale;
 }
 
@@ -261,7 +269,7 @@ torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch
   for (auto& block : blocks_) {
     block->eval();
     x = block->forward(x).to(torch::kFloat32);
-    score(prediction(block, x, y), y, stats[size_t(block->index())]);
+    score(prediction(block, x, y), y, stats[size_t(block->index())], block->index());
   }
   return x;
 }
@@ -270,13 +278,14 @@ std::vector<BlockLearner> make_learners(const Config& config, const Placement& p
                                         const Shape& sample_shape, int64_t num_classes, const TwinCodes* twin,
                                         torch::Device device) {
   std::vector<BlockLearner> learners;
+  auto step_stats = std::make_shared<StepStats>(config.model.blocks, device);  // one for the rank: one read
   for (int64_t k = placement.first_block(rank); k < placement.end_block(rank);) {
     std::vector<Block> span;
     do {
       span.push_back(make_block(config, k, sample_shape, num_classes));
       span.back()->to(device);  // before the optimizer sees its parameters
     } while (++k < placement.end_block(rank) && k % config.loss.span != 0);
-    learners.emplace_back(config, std::move(span), num_classes, twin);
+    learners.emplace_back(config, std::move(span), num_classes, twin, step_stats);
   }
   return learners;
 }

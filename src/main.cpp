@@ -4,12 +4,14 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
 #include "bll/config.h"
 #include "bll/device.h"
 #include "bll/error.h"
+#include "bll/fault_injection.h"
 #include "bll/runtime.h"
 #include "bll/stop.h"
 #include "bll/trainer.h"
@@ -33,6 +35,36 @@ const char* kUsage =
     "75 stopped on request (checkpoint saved).\n"
     "\n"
     "Configuration keys:\n";
+
+// One rank's failure, as main() reports it: the exit code and the first line of the message.
+struct Failure {
+  int code;
+  std::string message;
+};
+
+Failure classify(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const bll::Error& e) {
+    return {e.code(), e.what()};
+  } catch (const c10::Error& e) {
+    return {bll::kExitRuntime, std::string("torch: ") + e.what_without_backtrace()};
+  } catch (const std::exception& e) {
+    return {bll::kExitRuntime, e.what()};
+  } catch (...) {
+    return {bll::kExitRuntime, "unknown error"};
+  }
+}
+
+// Prints this rank's error and, with other ranks, takes the whole job down at once, so that no
+// rank waits forever and the first line the user reads is the failing rank's own.
+int report_failure(int rank, int world, const Failure& f) {
+  const auto nl = f.message.find('\n');
+  std::fprintf(stderr, "bll-train: error on rank %d: %s\n", rank, f.message.substr(0, nl).c_str());
+  std::fflush(stderr);
+  if (world > 1) MPI_Abort(MPI_COMM_WORLD, f.code);
+  return f.code;
+}
 
 int run(int argc, char** argv, int rank, int world) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -67,7 +99,18 @@ int run(int argc, char** argv, int rank, int world) {
                                  int(config.runtime.replicas));
   bll::TrainOptions options;
   options.device = device;
-  bll::run_training(config, grid.view(), options);
+  options.before_step = bll::agreed(rank, [&] { return bll::injected_failure(rank); });
+  try {
+    bll::run_training(config, grid.view(), options);
+  } catch (const bll::AgreedError&) {
+    throw;  // every rank has it: they end together, cleanly
+  } catch (...) {
+    // Report and abort while the transports are still alive: tearing down a NCCL communicator
+    // whose peers still wait on this rank could take runtime.timeout_s, and the first line
+    // would then be another rank's timeout.
+    if (world > 1) report_failure(rank, world, classify(std::current_exception()));
+    throw;
+  }
   return bll::kExitOk;
 }
 
@@ -86,30 +129,15 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &world);
 
   int code = bll::kExitOk;
-  std::string message;
   try {
     code = run(argc, argv, rank, world);
   } catch (const bll::AgreedError& e) {
     if (e.report && e.code() == bll::kExitStopped) std::printf("bll-train: %s\n", e.what());
     else if (e.report) std::fprintf(stderr, "bll-train: error: %s\n", e.what());
-    MPI_Finalize();
-    return e.code();
-  } catch (const bll::Error& e) {
-    code = e.code(), message = e.what();
-  } catch (const c10::Error& e) {
-    code = bll::kExitRuntime, message = std::string("torch: ") + e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    code = bll::kExitRuntime, message = e.what();
-  }
-  if (code != bll::kExitOk) {
-    // One rank's failure: report it and take the whole job down, so that no rank waits forever.
-    const auto nl = message.find('\n');
-    std::fprintf(stderr, "bll-train: error on rank %d: %s\n", rank, message.substr(0, nl).c_str());
-    std::fflush(stderr);
-    if (world > 1) MPI_Abort(MPI_COMM_WORLD, code);
-    MPI_Finalize();
-    return code;
+    code = e.code();
+  } catch (...) {
+    code = report_failure(rank, world, classify(std::current_exception()));
   }
   MPI_Finalize();
-  return bll::kExitOk;
+  return code;
 }

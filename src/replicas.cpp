@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "bll/host_reads.h"
+
 namespace bll {
 namespace {
 
@@ -55,7 +57,7 @@ double ReplicaSync::end_epoch(const std::vector<torch::Tensor>& params, const st
     auto mine = flatten(params);
     auto first = mine.clone();
     group_.ibroadcast(first, 0, "replica 0's parameters")->wait();
-    divergence = (mine - first).abs().max().item<double>();
+    divergence = read_scalar((mine - first).abs().max());  // the epoch's end
   }
   if (!grads_) average(params);
   std::vector<torch::Tensor> floats;

@@ -93,6 +93,24 @@ else
 fi
 pkill -KILL -f -- "$train $work/ok.yaml train.epochs=50" 2>/dev/null  # nothing may outlive the test
 
+# An exception on one rank in the middle of training (BLL_INJECT_FAILURE, a test setting): the
+# job ends at once with that rank's own message as its first line, not after another rank's
+# runtime.timeout_s, and with the runtime error's exit code.
+start=$SECONDS
+expect "an exception on one rank ends a 3-rank job" 4 "^bll-train: error on rank 1: injected failure before batch 3 \(BLL_INJECT_FAILURE\)" -- \
+  env BLL_INJECT_FAILURE=1:3 "$mpiexec" -np 3 "$train" "$work/ok.yaml" model.blocks=3 train.epochs=50 runtime.timeout_s=600 \
+  runtime.run_dir="$work/inject" runtime.overwrite=true
+elapsed=$((SECONDS - start))
+if head -1 "$work/err" | grep -q "^bll-train: error on rank 1: injected failure" && [ "$elapsed" -le 120 ]; then
+  passed=$((passed + 1)); echo "ok   the failing rank's message is the first line, after ${elapsed} s"
+else
+  failed=$((failed + 1)); echo "FAIL an exception on one rank: first line / ${elapsed} s:"; sed 's/^/     /' "$work/err" | head -5
+fi
+expect "a malformed BLL_INJECT_FAILURE is refused" 2 "^bll-train: error: BLL_INJECT_FAILURE='x': expected RANK:BATCH" -- \
+  env BLL_INJECT_FAILURE=x "$train" "$work/ok.yaml"
+expect "bp refuses bf16 messages" 2 "key 'runtime.message_precision': bf16 messages are for the local methods; train.method bp sends activations and gradients in fp32" -- \
+  "$train" "$work/ok.yaml" train.method=bp runtime.message_precision=bf16
+
 # Devices: a rank that asks for a GPU it does not have stops the job with one line, printed once.
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect "cuda without a GPU, 2 ranks" 4 "^bll-train: error: rank 0 on node .+: runtime.device is cuda, but this rank sees 0 GPUs" -- \
@@ -116,7 +134,7 @@ computing = {e['pid'] for e in events if e.get('ph') == 'X' and e['name'] == 'fo
 sys.exit(0 if rows == computing == {0, 1, 2, 3} else 1)"
 
 # A failure on one rank during training (divergence) ends every rank with that rank's message.
-expect "diverging training stops the job" 4 "^bll-train: error on rank [01]: block [0-3]: local loss is -?(nan|inf)" -- \
+expect "diverging training stops the job" 4 "^bll-train: error on rank [01]: block [0-3]: local loss is -?(nan|inf) in batch" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" optim.name=sgd optim.lr=100 loss.pred_weight=1000 train.epochs=2 \
   runtime.run_dir="$work/diverged"
 

@@ -2,16 +2,21 @@
 #include <catch2/catch.hpp>
 #include <dlfcn.h>
 
+#include <cmath>
+
 #include <sstream>
 
 #include "bll/config.h"
 #include "bll/device.h"
+#include "bll/host_reads.h"
+#include "bll/step_stats.h"
 #include "bll/learner.h"
 #include "bll/models/model.h"
 #include "bll/runtime.h"
 #include "fixtures.h"
 
 using namespace bll;
+using Catch::Matchers::Contains;
 
 namespace {
 Config cnn_config(const std::string& memory_format) {
@@ -72,6 +77,7 @@ TEST_CASE("a channels-last learner keeps its convolutions in that layout and lea
     CHECK(out_a.is_contiguous(at::MemoryFormat::ChannelsLast));
     CHECK(torch::allclose(out_a, out_b, 1e-4, 1e-5));
   }
+  a.flush_stats(sa), b.flush_stats(sb);
   CHECK(sa[1].loss == Approx(sb[1].loss).epsilon(1e-5));
   const auto pa = a.blocks()[0]->parameters(), pb = b.blocks()[0]->parameters();
   REQUIRE(pa.size() == pb.size());
@@ -95,4 +101,36 @@ TEST_CASE("a learner loaded from a file saved in the other layout keeps its own"
     CHECK(torch::equal(pa[i], pb[i]));
     if (pa[i].dim() == 4) CHECK(pa[i].is_contiguous(at::MemoryFormat::ChannelsLast));
   }
+}
+
+TEST_CASE("step statistics add up on the device and come back in one read per flush") {
+  StepStats device(3, torch::kCPU);
+  std::vector<BlockStats> stats(3);
+  const int64_t before = host_reads();
+  for (int i = 0; i < 4; ++i) {
+    device.add(1, StepStats::kLoss, {torch::tensor(1.0f), torch::tensor(0.5f), torch::tensor(0.25f)});
+    device.add(1, StepStats::kCorrect1, {torch::tensor(int64_t(3)), torch::tensor(int64_t(5))});
+    stats[1].batches += 1;
+  }
+  CHECK(host_reads() == before);  // adding never reads
+  device.flush(stats);
+  CHECK(host_reads() == before + 1);
+  CHECK(stats[1].loss == 4.0);
+  CHECK(stats[1].kl == 2.0);
+  CHECK(stats[1].pred == 1.0);
+  CHECK(stats[1].correct1 == 12.0);
+  CHECK(stats[1].correct3 == 20.0);
+  CHECK(stats[0].loss == 0.0);
+  device.flush(stats);  // nothing new: no read, nothing added twice
+  CHECK(host_reads() == before + 1);
+  CHECK(stats[1].loss == 4.0);
+
+  // A non-finite loss is named at the flush, with the block and the batches since the last one.
+  stats[2].batches = 4;
+  for (float v : {1.0f, std::nanf("")}) {
+    device.add(2, StepStats::kLoss, {torch::tensor(v), torch::tensor(0.0f), torch::tensor(v)});
+    stats[2].batches += 1;
+  }
+  CHECK_THROWS_WITH(device.flush(stats), Contains("block 2: local loss is nan in batches 5-6 of this epoch") &&
+                                             Contains("training diverged; lower optim.lr"));
 }

@@ -95,6 +95,7 @@ TEST_CASE("greedy and predsim train the block and its readout but not the feedba
     const auto readout = block->named_parameters()["readout.weight"].detach().clone();
     std::vector<BlockStats> stats(4);
     learner.train_step(x, y, stats);
+    learner.flush_stats(stats);
     INFO(method);
     CHECK(torch::equal(feedback, block->named_parameters()["feedback.weight"]));
     CHECK_FALSE(torch::equal(readout, block->named_parameters()["readout.weight"]));

@@ -165,6 +165,7 @@ TEST_CASE("a train step stops the gradient at the block input and updates only t
   auto before = learner.blocks()[0]->units()[0]->parameters()[0].detach().clone();
   std::vector<BlockStats> stats(4);
   auto out = learner.train_step(x, y, stats);
+  learner.flush_stats(stats);
   CHECK_FALSE(x.grad().defined());
   CHECK_FALSE(out.requires_grad());
   CHECK_FALSE(torch::equal(before, learner.blocks()[0]->units()[0]->parameters()[0]));
@@ -275,6 +276,7 @@ TEST_CASE("a sequence learner counts tokens and whole sequences") {
   auto x = torch::randperm(10).to(torch::kFloat32).repeat({4, 1});
   std::vector<BlockStats> stats(1);
   const auto logits = learner.eval_step(x, torch::zeros({4, 10}, torch::kInt64), stats);
+  learner.flush_stats(stats);
   const auto pred = logits.argmax(-1);  // [4, 10]
   CHECK(stats[0].samples == 40);
   CHECK(stats[0].sequences == 4);
@@ -282,6 +284,7 @@ TEST_CASE("a sequence learner counts tokens and whole sequences") {
   CHECK(stats[0].seq_correct == double(pred.eq(0).all(1).sum().item<int64_t>()));
   std::vector<BlockStats> again(1);
   learner.eval_step(x, pred, again);  // the model's own predictions are every token right
+  learner.flush_stats(again);
   CHECK(again[0].correct1 == 40);
   CHECK(again[0].seq_correct == 4);
   const auto before = blocks[0]->parameters()[0].clone();

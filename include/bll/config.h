@@ -78,6 +78,7 @@ struct RuntimeConfig {
   int64_t threads = 0;         // intra-op threads per rank; 0 = cores of the node / ranks on it
   int64_t blas_threads = 1;    // OpenBLAS's own thread pool; 0 = leave it as the library set it
   std::string progress;        // auto | on | off (progress bar on rank 0)
+  int64_t log_every = 50;      // steps between reads of the statistics (and progress refreshes)
   bool save_params = true;     // write each block's parameters at the end
   std::string wait;            // sleep: back off while waiting for a message | spin: busy-poll
   double timeout_s = 600;      // a wait for a message longer than this ends the job

@@ -17,12 +17,15 @@
 #include "bll/trace.h"
 #include "bll/models/twin.h"
 #include "bll/replicas.h"
+#include "bll/step_stats.h"
 
 namespace bll {
 
 // Sums over the batches of an epoch, per block. For a sequence task (labels [B, T]) every token
 // is a sample of the local loss and of the accuracy counts. Kept as plain doubles so that ranks can add
-// them up with one reduction.
+// them up with one reduction. The steps count batches, samples and seconds here at once; what
+// the device computes (losses, correct counts, S15-S17) reaches these fields when the rank's
+// StepStats is flushed (flush_stats).
 struct BlockStats {
   double loss = 0, kl = 0, pred = 0;  // summed per batch
   double batches = 0;
@@ -41,7 +44,10 @@ class BlockLearner {
  public:
   // `blocks`: consecutive blocks, in order.
   // `twin`: the twin codes of this rank (loss.feedback twin), else null; must outlive the learner.
-  BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin = nullptr);
+  // `step_stats`: where the steps add their device-side statistics, shared by a rank's learners
+  // (null: a StepStats of the learner's own).
+  BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin = nullptr,
+               std::shared_ptr<StepStats> step_stats = nullptr);
 
   // Sets the learning rate and mixing parameter for a 0-based epoch.
   void start_epoch(int64_t epoch);
@@ -58,11 +64,16 @@ class BlockLearner {
   // gradients have added up.
   torch::Tensor forward_graph(const torch::Tensor& x);
   torch::Tensor output_loss(const torch::Tensor& out, const torch::Tensor& y, double scale, std::vector<BlockStats>& stats);
-  void zero_grad() { optimizer_->zero_grad(); }
+  void zero_grad();
   void step();
 
   // Inference on a batch (eval mode, no gradients, alpha passed on); counts correct predictions.
   torch::Tensor eval_step(const torch::Tensor& alpha_in, const torch::Tensor& y, std::vector<BlockStats>& stats);
+
+  // Completes `stats` with what the steps of this rank's learners summed on the device since the
+  // last flush: one read back to the host (runtime.log_every, the end of a phase, a checkpoint).
+  // Throws RuntimeError naming the block and the batches when a loss was not finite.
+  void flush_stats(std::vector<BlockStats>& stats) { step_stats_->flush(stats); }
 
   std::vector<Block>& blocks() { return blocks_; }
   int64_t first_block() const { return blocks_.front()->index(); }
@@ -91,12 +102,14 @@ class BlockLearner {
   // A hidden block's loss under greedy (its readout's) and predsim (readout and similarity
   // matching, weighted by train.sim_weight; the similarity term is reported as kl).
   LocalLoss readout_loss(const torch::Tensor& alpha, const torch::Tensor& pred, const torch::Tensor& y) const;
-  void score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats) const;
+  void score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats, int64_t block) const;
 
   const Config& config_;
   std::vector<Block> blocks_;
   int64_t num_classes_;
   std::unique_ptr<Family> family_;
+  std::shared_ptr<StepStats> step_stats_;
+  torch::Tensor zero_;  // a 0 on the device, for the loss terms a block does not have
   const TwinCodes* twin_;
   bool reconstruct_;  // data.task autoencode: targets are images
   bool bf16_;                // runtime.precision bf16: forward and local loss under autocast
@@ -109,7 +122,8 @@ class BlockLearner {
   double m_ = 1.0, lr_ = 0.0;
 };
 
-// The learners of `rank`'s blocks under `placement`, one per span of loss.span blocks, on `device`.
+// The learners of `rank`'s blocks under `placement`, one per span of loss.span blocks, on `device`,
+// sharing one StepStats.
 std::vector<BlockLearner> make_learners(const Config& config, const Placement& placement, int rank,
                                         const Shape& sample_shape, int64_t num_classes, const TwinCodes* twin,
                                         torch::Device device);

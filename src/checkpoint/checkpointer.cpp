@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "bll/error.h"
+#include "bll/host_reads.h"
 #include "bll/stop.h"
 
 namespace bll {
@@ -109,7 +110,7 @@ void Checkpointer::agree(int64_t step, bool drain) {
   while (!votes_.empty() && (drain || votes_.front().step <= step - lag_ || votes_.front().work->test())) {
     Vote& v = votes_.front();
     v.work->wait();
-    if (v.flag.item<int64_t>() > 0) decide(v.step + lag_ + config_.train.in_flight + 2);
+    if (host_control_value(v.flag) > 0) decide(v.step + lag_ + config_.train.in_flight + 2);
     votes_.pop_front();
   }
 }
@@ -136,6 +137,7 @@ void Checkpointer::save(int64_t step, const std::string& reason, std::vector<Blo
   };
   std::vector<int64_t> report;
   make_dir(dir);
+  if (!learners.empty()) learners.front().flush_stats(stats);  // the statistics up to this step
   for (auto& l : learners) {
     torch::serialize::OutputArchive archive;
     l.save(archive);

@@ -138,17 +138,29 @@ at::MemoryFormat memory_format(const RuntimeConfig& config, torch::Device device
   return at::MemoryFormat::Contiguous;
 }
 
+namespace {
+// `t` with the strides of `format`. Not contiguous(format): a tensor with one channel (a
+// first convolution's weight [C, 1, k, k], a grey image batch) counts as contiguous in both
+// layouts, so contiguous() keeps its NCHW strides, and the convolution then picks its NCHW
+// kernels, whose output slows every following element-wise and pooling op (5x for max-pooling on
+// the main job's first stage). suggest_memory_format() reads the strides as the kernels do.
+torch::Tensor with_strides_of(const torch::Tensor& t, at::MemoryFormat format) {
+  if (t.suggest_memory_format() == format && t.is_contiguous(format)) return t;
+  return t.to(t.options(), /*non_blocking=*/false, /*copy=*/false, format);
+}
+}  // namespace
+
 void use_memory_format(torch::nn::Module& module, at::MemoryFormat format) {
   torch::NoGradGuard no_grad;
   auto convert = [&](torch::Tensor t) {
-    if (t.defined() && t.dim() == 4) t.set_data(t.data().contiguous(format));
+    if (t.defined() && t.dim() == 4) t.set_data(with_strides_of(t.data(), format));
   };
   for (auto& p : module.parameters()) convert(p);
   for (auto& b : module.buffers()) convert(b);
 }
 
 torch::Tensor in_memory_format(const torch::Tensor& x, at::MemoryFormat format) {
-  return x.dim() == 4 ? x.contiguous(format) : x;
+  return x.dim() == 4 ? with_strides_of(x, format) : x;
 }
 
 torch::Dtype message_dtype(const RuntimeConfig& config) {

@@ -42,6 +42,11 @@ torch::Tensor kl_divergence(const Family& f, const torch::Tensor& gamma, const t
   return (f.mean_statistics(gamma) * (gamma - phi)).sum(-1) - f.log_partition(gamma) + f.log_partition(phi);
 }
 
+Family::Posterior Family::posterior(const torch::Tensor& a, const torch::Tensor& b, double m) const {
+  const auto gamma = posterior_natural(*this, a, b, m);
+  return {parameter(gamma), kl_divergence(*this, gamma, natural(a))};
+}
+
 torch::Tensor posterior_natural(const Family& f, const torch::Tensor& a, const torch::Tensor& b, double m) {
   return f.natural(a) + f.natural(b) * m;
 }

@@ -4,6 +4,8 @@
 // Keeping the second component is what makes the ansatz gamma = phi + m·b a product of Gaussians:
 // rho = alpha · beta^m has mean (a + m b) / (1 + m) and variance sigma^2 / (1 + m), so m = 1
 // gives the paper's rho = (alpha + beta) / 2 (docs/algorithm.md).
+#include <cmath>
+
 #include "families.h"
 
 namespace bll::losses {
@@ -32,6 +34,15 @@ class Gaussian : public Family {
   }
   torch::Tensor expectation(const torch::Tensor& x) const override { return x; }
   torch::Tensor from_expectation(const torch::Tensor& e) const override { return e; }
+
+  // rho = N((a + m b) / (1 + m), sigma^2 / (1 + m)), and against alpha = N(a, sigma^2)
+  //   D_KL = (log(1 + m) + 1 / (1 + m) - 1) / 2 + (m / (1 + m))^2 (b - a)^2 / (2 sigma^2)
+  // (gaussian_kl of local_loss.h with these moments): the shared path's value in four operations.
+  Posterior posterior(const torch::Tensor& a, const torch::Tensor& b, double m) const override {
+    const double w = m / (1 + m), constant = 0.5 * (std::log1p(m) + 1 / (1 + m) - 1);
+    const auto shift = (b - a) * w;  // rho's mean minus a
+    return {a + shift, shift.square().mul(0.5 / var_).add(constant)};
+  }
 
  private:
   double var_;

@@ -168,13 +168,12 @@ void BlockImpl::fit_feedback(const torch::Tensor& targets, const torch::Tensor& 
   torch::NoGradGuard no_grad;
   auto& w = feedback_->weight;  // [C, classes]
   const int64_t classes = w.size(1), C = targets.size(1);
-  auto sums = torch::zeros({classes, C}, targets.options()).index_add_(0, y, targets);
-  auto counts = torch::bincount(y, {}, classes).to(targets.dtype());
-  if (sum_replicas) {
-    auto both = torch::cat({sums, counts.unsqueeze(1)}, 1);
-    sum_replicas(both);
-    sums = both.narrow(1, 0, C), counts = both.select(1, C);
-  }
+  // Per-class sums and counts in one scatter-add (no bincount: on a GPU it reads the largest
+  // label back to the host).
+  auto both = torch::zeros({classes, C + 1}, targets.options())
+                  .index_add_(0, y, torch::cat({targets, torch::ones({targets.size(0), 1}, targets.options())}, 1));
+  if (sum_replicas) sum_replicas(both);
+  auto sums = both.narrow(1, 0, C), counts = both.select(1, C);
   auto present = counts.gt(0);
   auto means = to_message(sums / counts.clamp_min(1).unsqueeze(1));  // [classes, C]
   auto blended = means * (1.0 - momentum) + w.t() * momentum;

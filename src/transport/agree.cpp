@@ -1,4 +1,5 @@
 #include "bll/error.h"
+#include "bll/host_reads.h"
 #include "bll/transport/transport.h"
 
 namespace bll {
@@ -16,9 +17,9 @@ void agree_on_every_rank(Transport& t, const std::function<void()>& step) {
   t.allreduce_sum(codes);
   const auto failed = codes.nonzero();
   if (failed.numel() == 0) return;
-  const int first = int(failed[0][0].item<int64_t>());
+  const int first = int(host_control_value(failed[0][0]));
   t.broadcast_string(message, first);
-  throw AgreedError(ExitCode(codes[first].item<int64_t>()), message, t.rank() == first);
+  throw AgreedError(ExitCode(host_control_value(codes[first])), message, t.rank() == first);
 }
 
 }  // namespace bll

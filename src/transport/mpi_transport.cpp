@@ -1,3 +1,5 @@
+#include <cstring>
+
 #include "bll/error.h"
 #include "bll/transport/mpi.h"
 
@@ -130,19 +132,36 @@ class MpiTransport : public Transport {
                                      opt_, host.is_same(t) ? torch::Tensor() : t);
   }
 
+  // The blocking collectives wait like every other operation: runtime.timeout_s, then an error
+  // naming what was waited for. Their buffers are tensors, which a wait given up keeps alive.
   void broadcast_string(std::string& s, int root) override {
-    int64_t n = int64_t(s.size());
-    BLL_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, comm_));
-    s.resize(size_t(n));
-    if (n > 0) BLL_MPI_CHECK(MPI_Bcast(s.data(), int(n), MPI_CHAR, root, comm_));
+    auto n = torch::full({1}, int64_t(s.size()), torch::kInt64);
+    ibroadcast(n, root, "the length of a string")->wait();
+    const int64_t length = n.data_ptr<int64_t>()[0];
+    auto bytes = torch::empty({length}, torch::kUInt8);
+    if (rank_ == root && length > 0) std::memcpy(bytes.data_ptr(), s.data(), size_t(length));
+    if (length > 0) ibroadcast(bytes, root, "a string")->wait();
+    s.assign(static_cast<const char*>(bytes.data_ptr()), size_t(length));
   }
 
-  void barrier() override { BLL_MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    MPI_Request req;
+    BLL_MPI_CHECK(MPI_Ibarrier(comm_, &req));
+    MpiWork(req, {}, "a barrier of " + std::to_string(size_) + " ranks", opt_).wait();
+  }
 
   std::unique_ptr<Transport> duplicate() override {
-    MPI_Comm dup;
-    BLL_MPI_CHECK(MPI_Comm_dup(comm_, &dup));
-    return std::make_unique<MpiTransport>(dup, opt_, true);
+    // Given up on, the request may still write the new communicator: its home outlives the wait.
+    auto dup = std::make_unique<MPI_Comm>(MPI_COMM_NULL);
+    MPI_Request req;
+    BLL_MPI_CHECK(MPI_Comm_idup(comm_, dup.get(), &req));
+    try {
+      MpiWork(req, {}, "the duplication of a communicator of " + std::to_string(size_) + " ranks", opt_).wait();
+    } catch (...) {
+      dup.release();
+      throw;
+    }
+    return std::make_unique<MpiTransport>(*dup, opt_, true);
   }
 
  private:

@@ -2,6 +2,7 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <cstring>
 #include <vector>
 #include <thread>
 
@@ -63,7 +64,12 @@ class NcclTransport : public Transport {
     BLL_CUDA_CHECK(rank_, cudaSetDevice(opt_.device));
     ncclUniqueId id;
     if (rank_ == 0) BLL_NCCL_CHECK(rank_, ncclGetUniqueId(&id));
-    BLL_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm));
+    {  // over the host transport: a rank that never comes times out like any other wait
+      auto bytes = torch::empty({int64_t(sizeof id)}, torch::kUInt8);
+      std::memcpy(bytes.data_ptr(), &id, sizeof id);
+      host_->ibroadcast(bytes, 0, "the NCCL unique id")->wait();
+      std::memcpy(&id, bytes.data_ptr(), sizeof id);
+    }
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;  // calls return at once; settle() polls, so that a lost peer times out
     BLL_NCCL_CHECK(rank_, ncclCommInitRankConfig(&world_, size_, id, rank_, &config));
@@ -89,14 +95,16 @@ class NcclTransport : public Transport {
   }
 
   ~NcclTransport() override {
-    // Queued work drains within the timeout, or (a peer is gone: an error elsewhere is
-    // unwinding) the communicators are aborted rather than waited for.
-    const auto start = Clock::now();
-    for (cudaStream_t* st : streams())
-      while (*st && !aborted_ && cudaStreamQuery(*st) == cudaErrorNotReady) {
-        if (std::chrono::duration<double>(Clock::now() - start).count() > opt_.timeout_s) abort();
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-      }
+    // Queued work drains within the timeout; while an error on this rank is unwinding (its
+    // peers' matching operations may never come) the communicators are aborted at once.
+    drain_or_abort(
+        [&] {
+          if (aborted_) return true;
+          for (cudaStream_t* st : streams())
+            if (*st && cudaStreamQuery(*st) == cudaErrorNotReady) return false;
+          return true;
+        },
+        [&] { abort(); }, opt_.timeout_s);
     // The communicators go first: NCCL may still refer to the streams they last ran on.
     for (ncclComm_t* c : comms())
       if (*c && !aborted_) ncclCommDestroy(*c);

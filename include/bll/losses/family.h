@@ -35,6 +35,15 @@ class Family {
   // E[z] of the message with parameter x, and back: the closed-form feedback matches these moments.
   virtual torch::Tensor expectation(const torch::Tensor& x) const = 0;
   virtual torch::Tensor from_expectation(const torch::Tensor& e) const = 0;
+
+  // The posterior rho ∝ alpha · beta^m of forward messages a and feedback messages b [..., C]:
+  // its message parameter and D_KL(rho || alpha) per element. The default takes the shared path
+  // (posterior_natural, kl_divergence); a family may give the same in closed form with fewer
+  // operations, which a step pays for in every block.
+  struct Posterior {
+    torch::Tensor parameter, kl;
+  };
+  virtual Posterior posterior(const torch::Tensor& a, const torch::Tensor& b, double m) const;
 };
 
 // The family of loss.family (gaussian uses loss.sigma).

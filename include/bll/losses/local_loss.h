@@ -37,9 +37,10 @@ LocalLoss block_local_loss(const Family& family, const torch::Tensor& alpha, con
                            const torch::Tensor& readout_logits, const torch::Tensor& y, double m,
                            const LossConfig& config);
 
-// The same with the predictive term already computed (a cross-entropy or a reconstruction loss).
-LocalLoss block_local_loss(const Family& family, const torch::Tensor& alpha, const torch::Tensor& beta,
-                           const torch::Tensor& pred, double m, const LossConfig& config);
+// The same from the channel means a = channel_means(alpha) [B, C], with the predictive term
+// already computed (a cross-entropy or a reconstruction loss).
+LocalLoss local_loss_of_means(const Family& family, const torch::Tensor& a, const torch::Tensor& beta,
+                              const torch::Tensor& pred, double m, const LossConfig& config);
 
 // What a block passes on under posterior mixing (loss.forward_posterior): alpha with each
 // channel shifted so that its mean becomes the posterior's parameter, alpha + (rho - a).

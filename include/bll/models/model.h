@@ -67,6 +67,10 @@ class BlockImpl : public torch::nn::Module {
 
   torch::Tensor forward(torch::Tensor alpha_in);
   torch::Tensor feedback(const torch::Tensor& y_onehot) { return feedback_->forward(y_onehot); }
+  // The same for class labels y [B], without forming the one-hot: column y of the weight plus the bias.
+  torch::Tensor feedback_of_labels(const torch::Tensor& y) {
+    return feedback_->weight.t().index_select(0, y) + feedback_->bias;
+  }
   // loss.feedback twin: the twin of block k+1 (models/twin.h) replaces the linear feedback.
   void attach_twin(torch::nn::Sequential twin);
   bool has_twin() const { return !twin_.is_empty(); }

@@ -77,6 +77,12 @@ class Transport {
   virtual std::unique_ptr<Transport> duplicate() = 0;
 };
 
+// How a transport whose operations run on a device ends: it waits up to `timeout_s` for the
+// queued work to drain (`drained` polls it), then calls `abort`. While an exception is unwinding
+// (a failure on this rank: the peers' matching operations may never come) it calls `abort` at
+// once instead of waiting. Returns true when the work drained.
+bool drain_or_abort(const std::function<bool()>& drained, const std::function<void()>& abort, double timeout_s);
+
 // Runs `step` on every rank of `t` (a collective call). If it throws bll::Error on any rank,
 // every rank throws AgreedError with the message and code of the lowest failing rank, which alone
 // reports it: a start-up check that fails on several ranks is read once, and no rank is left

@@ -11,6 +11,7 @@
 #include "bll/data/loader.h"
 #include "bll/device.h"
 #include "bll/error.h"
+#include "bll/host_reads.h"
 #include "bll/learner.h"
 #include "bll/schedules/schedule.h"
 #include "bll/placement.h"
@@ -112,7 +113,7 @@ double trial_seconds(const RunContext& run, const Placement& p, const ScheduleOp
   auto slowest = torch::zeros({t.size()}, torch::kFloat64);
   slowest[t.rank()] = seconds;
   t.allreduce_sum(slowest);
-  return slowest.max().item<double>();
+  return read_scalar(slowest.max());
 }
 
 // Where the blocks go: runtime.blocks_per_rank, or with `auto` the best of a few trials. The
@@ -122,17 +123,33 @@ Placement place(const RunContext& run, const ScheduleOptions& wire, bool print, 
   const Config& config = run.config;
   const Grid& grid = run.grid;
   if (!config.runtime.auto_placement) return placement;
-  if (grid.replica == 0)
-    placement = place_by_cost(config, grid.pipeline, run.info.sample_shape, run.info.num_classes,
-                              run.data.train ? &*run.data.train : nullptr, run.twin, run.device, print,
-                              [&](const Placement& p) { return trial_seconds(run, p, wire); });
-  if (!grid.replicas) return placement;
+  auto trials = [&] {
+    return place_by_cost(config, grid.pipeline, run.info.sample_shape, run.info.num_classes,
+                         run.data.train ? &*run.data.train : nullptr, run.twin, run.device, print,
+                         [&](const Placement& p) { return trial_seconds(run, p, wire); });
+  };
+  if (!grid.replicas) return trials();
+  // Replica 0's choice goes to every replica: each stage's block count, then its exit code (0:
+  // placed), so that a failure of the trials ends the other replicas too instead of leaving them
+  // waiting here.
   const int S = grid.pipeline.size();
-  auto counts = torch::zeros({S}, torch::kInt64);
-  for (int r = 0; r < S; ++r) counts[r] = placement.end_block(r) - placement.first_block(r);
-  grid.replicas->ibroadcast(counts, 0, "replica 0's placement")->wait();
-  std::vector<int64_t> blocks(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + S);
-  return Placement(config.model.blocks, S, blocks, config.loss.span);
+  auto plan = torch::zeros({S + 1}, torch::kInt64);
+  std::exception_ptr failure;
+  if (grid.replica == 0) {
+    try {
+      placement = trials();
+      for (int r = 0; r < S; ++r) plan[r] = placement.end_block(r) - placement.first_block(r);
+    } catch (const AgreedError& e) {
+      plan[S] = int64_t(e.code());
+      failure = std::current_exception();
+    }
+  }
+  grid.replicas->ibroadcast(plan, 0, "replica 0's placement")->wait();
+  if (failure) std::rethrow_exception(failure);
+  const int64_t* p = plan.data_ptr<int64_t>();
+  if (p[S] != 0)
+    throw AgreedError(ExitCode(p[S]), "replica 0 could not place the blocks (its ranks report why)", false);
+  return Placement(config.model.blocks, S, std::vector<int64_t>(p, p + S), config.loss.span);
 }
 
 // The end of an epoch's training for the replicas: how far they drifted, then one model.
@@ -182,12 +199,21 @@ std::optional<EpochRecord> run_epoch(const RunContext& run, Schedule& schedule, 
   const std::string label = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs);
   const auto started = std::chrono::steady_clock::now();
   const double replicas = run.grid.num_replicas;
+  const int64_t every = config.runtime.log_every;
   auto progress = [&](int64_t done, int64_t total) {
+    if (done % every != 0 && done != total) return;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     bar.update(done, total, label, s > 0 ? replicas * double((done - start.first) * bs) / s : 0.0);
   };
-  PhaseTiming tt = schedule.train(run.data.train ? &*run.data.train : nullptr, run.train_samples, bs, train_stats,
-                                  checkpoints.hooks(epoch, start.first, learners, train_stats, progress));
+  // The statistics come back from the device every runtime.log_every steps (the divergence check
+  // with them) and at the end of the phase; the steps in between never wait for it.
+  TrainHooks hooks = checkpoints.hooks(epoch, start.first, learners, train_stats, progress);
+  hooks.batch_done = [&, checkpoint = std::move(hooks.batch_done)](int64_t t) {
+    if ((t + 1) % every == 0) learners.front().flush_stats(train_stats);
+    checkpoint(t);
+  };
+  PhaseTiming tt = schedule.train(run.data.train ? &*run.data.train : nullptr, run.train_samples, bs, train_stats, hooks);
+  learners.front().flush_stats(train_stats);
   tt.checkpoint_s = checkpoints.take_seconds();
   bar.clear();
   if (checkpoints.end_phase(epoch)) return std::nullopt;
@@ -198,6 +224,7 @@ std::optional<EpochRecord> run_epoch(const RunContext& run, Schedule& schedule, 
           if (p.requires_grad()) train_stats[size_t(block->index())].params += double(p.numel());
   const double divergence = sync ? end_epoch_sync(*sync, learners) : 0.0;
   const PhaseTiming et = schedule.eval(run.data.test ? &*run.data.test : nullptr, run.test_samples, bs, test_stats);
+  learners.front().flush_stats(test_stats);
   EpochRecord rec = gather_epoch(run.grid.world, epoch, train_stats, test_stats, tt, et,
                                  tt.batches * bs * run.grid.num_replicas, learners.front(),
                                  run.info.float_labels != 0, divergence);

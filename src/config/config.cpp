@@ -235,6 +235,10 @@ Config resolve(const Entries& entries, const std::string& source) {
     throw ConfigError(source + ": key 'train.micro_batches': " + std::to_string(c.train.micro_batches) +
                       " micro-batches do not fit in a replica's share of the batch (" +
                       std::to_string(c.train.batch_size / c.runtime.replicas) + " samples)");
+  if (c.train.end_to_end() && c.runtime.message_precision != "fp32")
+    throw ConfigError(source + ": key 'runtime.message_precision': " + c.runtime.message_precision +
+                      " messages are for the local methods; train.method " + c.train.method +
+                      " sends activations and gradients in fp32 (set runtime.message_precision=fp32)");
   if (c.runtime.transport == "nccl" && c.runtime.device != "cuda")
     throw ConfigError(source + ": key 'runtime.transport': nccl moves GPU memory; it needs runtime.device=cuda "
                       "(runtime.device is " + c.runtime.device + ")");

@@ -1,5 +1,7 @@
 #include "bll/trace.h"
 
+#include "bll/host_reads.h"
+
 #include <cstdio>
 #include <fstream>
 
@@ -43,7 +45,7 @@ void write_trace(Transport& t, const Tracer& tracer, const std::string& path) {
   for (int r = 1; r < t.size(); ++r) {
     auto size = torch::empty({1}, torch::kInt64);
     t.irecv(size, r, kTagTrace, "trace size")->wait();
-    std::string events(size_t(size.item<int64_t>()), '\0');
+    std::string events(size_t(host_control_value(size)), '\0');
     if (!events.empty()) {
       auto bytes = torch::from_blob(events.data(), {int64_t(events.size())}, torch::kUInt8);
       t.irecv(bytes, r, kTagTrace, "trace events")->wait();

@@ -171,6 +171,9 @@ std::vector<KeySpec> make_schema() {
         range(0, 4096)),
     row("runtime.progress", &C::runtime, &RuntimeConfig::progress, "auto", "progress bar on rank 0: auto (when stdout is a terminal), on, off",
         one_of({"auto", "on", "off"})),
+    row("runtime.log_every", &C::runtime, &RuntimeConfig::log_every, "50",
+        "steps between reads of the training statistics from the device and refreshes of the progress bar "
+        "(the steps themselves never wait for the device)", range(1, 1e9)),
     row("runtime.wait", &C::runtime, &RuntimeConfig::wait, "sleep",
         "waiting for a message: sleep (back off; right when ranks share cores) or spin (busy-poll)",
         one_of({"sleep", "spin"})),
