@@ -4,12 +4,16 @@
 // with NCCL_MULTI_RANK_GPU_ENABLE=1).
 #include <catch2/catch.hpp>
 
+#include <c10/cuda/CUDAFunctions.h>
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <stdexcept>
 
 #include "bll/config.h"
 #include "bll/device.h"
+#include "bll/host_reads.h"
 #include "bll/trainer.h"
 #include "bll/transport/mpi.h"
 #include "bll/transport/nccl.h"
@@ -179,4 +183,63 @@ TEST_CASE("gpu: a wait for a message that never comes times out and names the pe
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }
+}
+
+TEST_CASE("gpu: a training step never waits for the device (CUDA's synchronisation debug mode)") {
+  // The counter (tests/test_mpi_steps.cpp) sees bll's own reads; this sees the ones hidden in
+  // operators (nonzero, boolean masks, a copy to pageable memory): between log points every
+  // synchronisation of a step is an error. On one rank, so that no message is staged.
+  const auto data = shared_fixture();
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    for (const std::string method : {"bll", "bp", "greedy", "predsim"}) {
+      auto self = make_mpi_transport(MPI_COMM_SELF);
+      auto c = parse_config(test::small_config_yaml(data, test::temp_dir("sync-debug") + "/run"), "test",
+                            {"runtime.device=cuda", "train.method=" + method, "data.train_limit=320",
+                             "data.test_limit=64", "train.epochs=1", "runtime.log_every=1000"});
+      const int64_t batches = 320 / c.train.batch_size;
+      auto& state = c10::cuda::warning_state();
+      TrainOptions options{false, torch::Device(torch::kCUDA, 0)};
+      // From the second step (the first may tune cuDNN) to the one before the last (the end of
+      // the phase reads the statistics).
+      options.before_step = [&](int64_t t) {
+        state.set_sync_debug_mode(t >= 1 && t + 1 < batches ? c10::cuda::SyncDebugMode::L_ERROR
+                                                           : c10::cuda::SyncDebugMode::L_DISABLED);
+      };
+      std::string error;
+      try {
+        run_training(c, *self, options);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+      INFO(method << ": " << error);
+      CHECK(error.empty());
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST_CASE("gpu: a NCCL transport torn down while an error unwinds aborts its queued work at once") {
+  // The injected failure of tests/cli_test.sh, over NCCL: a receive that can never complete is
+  // queued (from this rank itself, which never sends), then an error unwinds through the
+  // transport's destructor. It must abort the communicators, not wait out runtime.timeout_s.
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    const Config c = gpu_config("/unused", "nccl", {"runtime.timeout_s=600", "runtime.ranks_per_gpu=1"});
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      auto t = open(c, MPI_COMM_SELF);
+      auto buf = torch::empty({1024}, torch::TensorOptions().device(device_of(c)));
+      auto never = t->irecv(buf, 0, 5, "a message nobody sends");
+      throw std::runtime_error("a failure on this rank");
+    } catch (const std::runtime_error& e) {
+      CHECK(std::string(e.what()) == "a failure on this rank");
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(s < 60);  // not the 600 s of runtime.timeout_s
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }

@@ -67,6 +67,7 @@ int run(const std::vector<std::string>& args) {
     torch::Tensor x = b.x;
     for (auto& l : learners) x = l.eval_step(x, b.y, stats);
   }
+  learners.front().flush_stats(stats);  // the counts summed where they were computed
   const bll::BlockStats& out = stats.back();
   if (recon) {
     std::printf("bll-eval: %s on the %s test set (%lld samples): S15 %.4f\n", args[1].c_str(),

@@ -113,6 +113,7 @@ class MpiTransport : public Transport {
 
   WorkPtr ibroadcast(const torch::Tensor& t, int root, const std::string& what) override {
     require_contiguous(t, what);
+    if (size_ == 1) return done(what);  // no peer: nothing to stage through the host (the GPU's labels)
     auto host = rank_ == root ? outgoing(t) : incoming(t);
     MPI_Request req;
     BLL_MPI_CHECK(MPI_Ibcast(host.data_ptr(), int(t.numel()), mpi_type(t), root, comm_, &req));
@@ -124,6 +125,7 @@ class MpiTransport : public Transport {
     require_contiguous(t, "allreduce");
     if (t.element_size() == 2 && t.is_floating_point())  // moved as raw 16-bit words: MPI cannot add them
       throw RuntimeError(std::string("mpi transport: allreduce of ") + c10::toString(t.scalar_type()) + " is not supported");
+    if (size_ == 1) return done(what);
     auto host = outgoing(t);
     MPI_Request req;
     BLL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), int(t.numel()), mpi_type(t), MPI_SUM, comm_, &req));
@@ -165,6 +167,9 @@ class MpiTransport : public Transport {
   }
 
  private:
+  // A collective of one rank: complete at once, with no copy.
+  WorkPtr done(const std::string& what) const { return std::make_unique<MpiWork>(MPI_REQUEST_NULL, torch::Tensor(), what, opt_); }
+
   MPI_Comm comm_;
   MpiOptions opt_;
   bool owned_;
