@@ -129,26 +129,34 @@ torch::Tensor BlockLearner::feedback_message(Block& block, const torch::Tensor& 
   return block->feedback_of_labels(y.reshape(-1));
 }
 
-void BlockLearner::score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats, int64_t block) const {
+void BlockLearner::record(const Block& block, const torch::Tensor& prediction, const torch::Tensor& y,
+                          BlockStats& stats, std::vector<torch::Tensor> values) const {
+  // One device addition per block and step: the losses (zeros in evaluation), then the scores.
+  if (values.empty()) values = {zero_, zero_, zero_};
   if (reconstruct_) {
     const auto t = uncertainty_terms(prediction, y);
-    step_stats_->add(block, StepStats::kS15, {t.s15.sum(), t.s16.sum(), t.s17.sum()});
+    values.insert(values.end(), {zero_, zero_, zero_, t.s15.sum(), t.s16.sum(), t.s17.sum()});
+    step_stats_->add(block->index(), StepStats::kLoss, values);
     stats.samples += double(y.size(0));
     return;
   }
   const bool tokens = y.dim() == 2;
   const auto flat_y = y.reshape(-1);
   const auto flat = per_token(prediction, tokens);
-  const int64_t k = std::min<int64_t>(3, flat.size(1));
-  const auto hit = std::get<1>(flat.topk(k, 1)).eq(flat_y.unsqueeze(1));
-  const auto top1 = hit.select(1, 0);
-  if (tokens) {
-    step_stats_->add(block, StepStats::kCorrect1,
-                     {top1.sum(), hit.any(1).sum(), top1.view({y.size(0), y.size(1)}).all(1).sum()});
-    stats.sequences += double(y.size(0));
-  } else {
-    step_stats_->add(block, StepStats::kCorrect1, {top1.sum(), hit.any(1).sum()});
+  torch::Tensor top1;
+  if (block->is_output()) {  // top-3 too: the network's own output
+    const auto hit = std::get<1>(flat.topk(std::min<int64_t>(3, flat.size(1)), 1)).eq(flat_y.unsqueeze(1));
+    top1 = hit.select(1, 0);
+    values.insert(values.end(), {top1.sum(torch::kFloat), hit.any(1).sum(torch::kFloat)});
+  } else {  // a readout: its top-1 is all that is reported
+    top1 = flat.argmax(1).eq(flat_y);
+    values.insert(values.end(), {top1.sum(torch::kFloat), zero_});
   }
+  if (tokens) {
+    values.push_back(top1.view({y.size(0), y.size(1)}).all(1).sum(torch::kFloat));
+    stats.sequences += double(y.size(0));
+  }
+  step_stats_->add(block->index(), StepStats::kLoss, values);
   stats.samples += double(flat_y.size(0));
 }
 
@@ -212,9 +220,8 @@ torch::Tensor BlockLearner::local_losses(torch::Tensor& x, const torch::Tensor& 
     }
     total = total.defined() ? total + loss.total : loss.total;
     // Summed where they are computed; the divergence check runs where they are read (step_stats.h).
-    step_stats_->add(block->index(), StepStats::kLoss, {loss.total.detach(), loss.kl.detach(), loss.pred.detach()});
     s.batches += 1;
-    score(pred.detach(), y, s, block->index());
+    record(block, pred.detach(), y, s, {loss.total.detach(), loss.kl.detach(), loss.pred.detach()});
   }
   return total;
 }
@@ -254,9 +261,8 @@ torch::Tensor BlockLearner::output_loss(const torch::Tensor& out, const torch::T
   const auto loss = predictive_loss(pred, y);
   BlockStats& s = stats[size_t(last->index())];
   const auto value = loss.detach();
-  step_stats_->add(last->index(), StepStats::kLoss, {value, zero_, value});
   s.batches += 1;
-  score(pred.detach(), y, s, last->index());
+  record(last, pred.detach(), y, s, {value, zero_, value});
   return loss * scale;
 }
 
@@ -269,7 +275,7 @@ torch::Tensor BlockLearner::eval_step(const torch::Tensor& alpha_in, const torch
   for (auto& block : blocks_) {
     block->eval();
     x = block->forward(x).to(torch::kFloat32);
-    score(prediction(block, x, y), y, stats[size_t(block->index())], block->index());
+    record(block, prediction(block, x, y), y, stats[size_t(block->index())]);
   }
   return x;
 }

@@ -102,7 +102,10 @@ class BlockLearner {
   // A hidden block's loss under greedy (its readout's) and predsim (readout and similarity
   // matching, weighted by train.sim_weight; the similarity term is reported as kl).
   LocalLoss readout_loss(const torch::Tensor& alpha, const torch::Tensor& pred, const torch::Tensor& y) const;
-  void score(const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats, int64_t block) const;
+  // Adds a step of `block` to the statistics: `values` (its total, KL and predictive losses;
+  // none in evaluation) and the scores of `prediction`, in one device operation.
+  void record(const Block& block, const torch::Tensor& prediction, const torch::Tensor& y, BlockStats& stats,
+              std::vector<torch::Tensor> values = {}) const;
 
   const Config& config_;
   std::vector<Block> blocks_;
