@@ -6,7 +6,8 @@
 #             build-ref/<commit> (a git worktree beside it, ccache shared with build/)
 #     PAIRS   runs of each build (default 3); the order inside a pair alternates (AB, BA, ...)
 #     CONFIG  default configs/fmnist_cnn.yaml, every epoch of it (the main job in one process)
-# Each run uses runtime.threads=2 unless the overrides say otherwise. Prints a Markdown table:
+# Each run uses runtime.threads=2 unless the overrides say otherwise. BLL_NP=K runs each build on
+# K ranks (launch/mpirun.sh) instead of one process, with runtime.threads=0 (the cores shared). Prints a Markdown table:
 # per pair samples/s of each build (training samples over training seconds, all epochs) and
 # their ratio, the final test top-1 of each, then the median and range of the ratios.
 set -euo pipefail
@@ -38,7 +39,9 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 once() {  # once NAME BINARY -> "samples/s test_top1"
   local name=$1 bin=$2
-  "$bin" "$config" runtime.threads=2 runtime.progress=off runtime.save_params=false runtime.run_dir="$out/$name" \
+  local launch=("$bin") threads=2
+  if [ "${BLL_NP:-1}" != 1 ]; then launch=(env BLL_TRAIN="$bin" launch/mpirun.sh "$BLL_NP" ); threads=0; fi
+  "${launch[@]}" "$config" runtime.threads=$threads runtime.progress=off runtime.save_params=false runtime.run_dir="$out/$name" \
     "${overrides[@]}" >"$out/$name.log" 2>&1 || { echo "build_bench.sh: run $name failed:" >&2; cat "$out/$name.log" >&2; exit 4; }
   python3 - "$out/$name/metrics.jsonl" <<'EOF'
 import json, sys

@@ -126,8 +126,10 @@ compare() {  # compare LABEL reference_bench.py options...
 threads=2; [ "$device" = cuda ] && threads=4
 samples=12000; [ "$device" = cuda ] && samples=25600
 compare "configs/fmnist_cnn.yaml, fp32" --model cnn --samples "$samples" --threads "$threads"
-compare "ResNet-18 width 64, fp32" --model resnet18 --width 64 --samples $((samples / 4)) --threads "$threads"
-if [ "$device" = cuda ]; then
+if [ "$device" = cpu ]; then  # the dry run: the ResNet path once, small (a width-64 ResNet runs ~100 samples/s here)
+  pairs=1 compare "ResNet-18 width 16, fp32 (CPU dry run)" --model resnet18 --width 16 --samples 1024 --threads "$threads"
+else
+  compare "ResNet-18 width 64, fp32" --model resnet18 --width 64 --samples $((samples / 4)) --threads "$threads"
   compare "ResNet-18 width 64, bf16" --model resnet18 --width 64 --samples $((samples / 4)) --precision bf16 --threads "$threads"
   pairs=1 compare "ResNet-18 width 16, fp32" --model resnet18 --width 16 --samples $((samples / 2)) --threads "$threads"
   pairs=1 compare "ResNet-18 width 16, bf16" --model resnet18 --width 16 --samples $((samples / 2)) --precision bf16 --threads "$threads"

@@ -162,6 +162,21 @@ TEST_CASE("the gaussian KL pulls alpha towards the feedback: m^2 (b - a)^2 / (2 
   CHECK(torch::allclose(kl, m * m * (b - a).pow(2) / (2 * sigma * sigma * (1 + m) * (1 + m)) + c, 1e-10, 1e-12));
 }
 
+TEST_CASE("the gaussian's closed-form posterior is the shared path's, value and gradient") {
+  const auto f = make_family(loss_config(1, 1, 0.8, "gaussian"));
+  for (double m : {0.0, 0.3, 1.0}) {
+    auto a = torch::randn({5, 7}, torch::kFloat64).requires_grad_(true);
+    const auto b = torch::randn({5, 7}, torch::kFloat64);
+    const auto fast = f->posterior(a, b, m), shared = f->Family::posterior(a, b, m);
+    INFO("m = " << m);
+    CHECK(torch::allclose(fast.parameter, shared.parameter, 1e-12, 1e-12));
+    CHECK(torch::allclose(fast.kl, shared.kl, 1e-10, 1e-12));
+    const auto g_fast = torch::autograd::grad({fast.kl.sum()}, {a})[0];
+    const auto g_shared = torch::autograd::grad({shared.kl.sum()}, {a})[0];
+    CHECK(torch::allclose(g_fast, g_shared, 1e-10, 1e-12));
+  }
+}
+
 TEST_CASE("mixing schedule m = 1/(1 + tau*epoch) and constant") {
   auto c = loss_config();
   CHECK(mixing_m(c, 0) == Approx(1.0));
