@@ -4,9 +4,9 @@
 For each method (bll's BLL and back-propagation), runs bll-train in one process and
 scripts/torch_reference.py in turn, PAIRS times (AB, BA, AB, ...), on the same data, batch,
 threads and device, and prints a Markdown table: each pair's training samples/s of both and
-their ratio, then each method's median ratio. bll's figure is its own training throughput
-(metrics.jsonl samples_per_sec: every batch of the epoch); the reference's leaves out its first
-3 batches.
+their ratio, then each method's median ratio. Both figures time the same thing: every training
+batch of one epoch (bll's metrics.jsonl samples_per_sec; the reference's clock runs from its
+first batch to the read-back after its last).
 
   scripts/reference_bench.py [--pairs 3] [--model cnn|resnet18] [--width 16] [--device cpu|cuda]
                              [--precision fp32|bf16] [--samples 12000] [--threads 2]

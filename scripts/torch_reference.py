@@ -185,7 +185,8 @@ def main():
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=3, help="batches before the clock starts")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="batches before the clock starts (0: every batch, as bll's samples_per_sec counts them)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
 
