@@ -4,7 +4,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <chrono>
 #include <exception>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -62,7 +64,12 @@ int report_failure(int rank, int world, const Failure& f) {
   const auto nl = f.message.find('\n');
   std::fprintf(stderr, "bll-train: error on rank %d: %s\n", rank, f.message.substr(0, nl).c_str());
   std::fflush(stderr);
-  if (world > 1) MPI_Abort(MPI_COMM_WORLD, f.code);
+  if (world > 1) {
+    // mpirun forwards a rank's output asynchronously: a moment, so that this line reaches the
+    // user before mpirun's own report of the abort.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    MPI_Abort(MPI_COMM_WORLD, f.code);
+  }
   return f.code;
 }
 

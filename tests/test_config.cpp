@@ -63,6 +63,28 @@ TEST_CASE("errors in the file give its line") {
   CHECK_THAT(error_of(kMinimal + "optim:\n  lrr: 0.1\n"), Contains("f.yaml:5: unknown key 'optim.lrr'"));
 }
 
+TEST_CASE("a section or a key written twice is refused with both lines") {
+  CHECK_THAT(error_of(kMinimal + "train:\n  seed: 3\n"),
+             Contains("f.yaml:4: section 'train' appears twice (first at f.yaml:3); write it once"));
+  CHECK_THAT(error_of(kMinimal + "optim:\n  lr: 0.1\n  lr: 0.2\n"),
+             Contains("f.yaml:6: key 'optim.lr' appears twice (first at f.yaml:5)"));
+  CHECK_NOTHROW(parse_config(kMinimal + "optim:\n  lr: 0.1\n", "f.yaml", {"optim.lr=0.2"}));  // overrides win
+}
+
+TEST_CASE("overwriting a run and resuming it at once is refused") {
+  CHECK_THAT(error_of(kMinimal, {"runtime.overwrite=true", "checkpoint.resume=auto"}),
+             Contains("key 'runtime.overwrite': true removes the run in runtime.run_dir, checkpoints included") &&
+                 Contains("choose one"));
+  CHECK_NOTHROW(parse_config(kMinimal, "f.yaml", {"runtime.overwrite=true"}));
+  CHECK_NOTHROW(parse_config(kMinimal, "f.yaml", {"checkpoint.resume=auto"}));
+}
+
+TEST_CASE("a span longer than the network is refused by name") {
+  CHECK_THAT(error_of(kMinimal, {"loss.span=4"}),
+             Contains("key 'loss.span': a span of 4 blocks is longer than the network (model.blocks 3)"));
+  CHECK_NOTHROW(parse_config(kMinimal, "f.yaml", {"loss.span=3"}));
+}
+
 TEST_CASE("a wrong type names the key and what was expected") {
   CHECK_THAT(error_of(kMinimal, {"train.batch_size=abc"}),
              Contains("key 'train.batch_size'") && Contains("expected an integer") && Contains("'abc'"));

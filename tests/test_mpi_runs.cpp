@@ -149,6 +149,7 @@ TEST_CASE("a run stopped mid-epoch and resumed on K ranks or on 1 ends bit-ident
     Config resumed = config;
     resumed.runtime.run_dir = base + "/cut";
     resumed.checkpoint.resume = "auto";
+    resumed.runtime.overwrite = false;  // going on, not starting over
     const TrainResult again = run_training(resumed, *t, {false});
     CHECK(same_blocks(*t, reference, again));
     CHECK(again.epochs.back().test_top1 == reference.epochs.back().test_top1);

@@ -71,8 +71,10 @@ class InputStager {
   BatchSource* source_;
   int64_t batches_, staged_count_ = 0;
   torch::Device device_;
-  std::unique_ptr<Copier> copier_;  // null: copy at take(), on the compute stream
+  // The batches before the copier: members are destroyed in reverse order, so the copier (which
+  // waits for its copies) goes first and no copy still writes into a freed batch.
   std::deque<Batch> staged_;
+  std::unique_ptr<Copier> copier_;  // null: copy at take(), on the compute stream
 };
 
 // The layout of 4-D tensors on `device` (runtime.memory_format): channels-last (NHWC) or

@@ -5,8 +5,8 @@
 
 namespace bll {
 
-// Catches SIGTERM and SIGUSR1 (the first of them is noted; a second SIGTERM ends the process as
-// usual) and ignores SIGXFSZ, so that a file-size limit fails a write instead of killing.
+// Catches SIGTERM and SIGUSR1 (the first of them is noted; after it any SIGTERM ends the process
+// as usual) and ignores SIGXFSZ, so that a file-size limit fails a write instead of killing.
 void install_stop_handlers();
 
 // The signal that asked this process to stop, or 0.

@@ -1,16 +1,21 @@
 #include "bll/stop.h"
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 
 namespace bll {
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;
+// Written by whichever thread takes the signal, read by the main thread: a lock-free atomic
+// (a volatile sig_atomic_t is safe for a handler on the reading thread only).
+std::atomic<int> g_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free, "the stop flag must be usable from a signal handler");
 
 extern "C" void on_stop_signal(int signal) {
-  if (g_signal == 0) g_signal = signal;
-  std::signal(SIGTERM, SIG_DFL);  // a second SIGTERM ends the process
+  int none = 0;
+  g_signal.compare_exchange_strong(none, signal);  // the first signal is the one reported
+  std::signal(SIGTERM, SIG_DFL);  // from now on a SIGTERM ends the process at once
 }
 
 }  // namespace
@@ -21,9 +26,9 @@ void install_stop_handlers() {
   std::signal(SIGXFSZ, SIG_IGN);
 }
 
-int stop_requested() { return int(g_signal); }
+int stop_requested() { return g_signal.load(); }
 
-void request_stop(int signal) { g_signal = signal; }
+void request_stop(int signal) { g_signal.store(signal); }
 
 const char* signal_name(int signal) {
   static char buf[24];

@@ -162,8 +162,17 @@ void collect_file(const YAML::Node& root, const std::string& source, Entries& ou
     if (!key.IsScalar()) throw ConfigError(at(source, key) + ": a key must be a plain name, not a list or a mapping");
     return key.as<std::string>();
   };
+  // yaml-cpp keeps a key that appears twice; each would silently win over or lose to the other.
+  std::map<std::string, std::string> seen;  // section or key -> where it first appeared
+  auto once = [&](const YAML::Node& key, const std::string& name, const char* what) {
+    const auto [first, fresh] = seen.emplace(name, at(source, key));
+    if (!fresh)
+      throw ConfigError(at(source, key) + ": " + what + " '" + name + "' appears twice (first at " + first->second +
+                        "); write it once");
+  };
   for (const auto& sec : root) {
     const std::string section = name_of(sec.first);
+    once(sec.first, section, "section");
     if (!sec.second.IsMap()) {
       bool is_section = false;
       for (const auto& k : config_schema()) is_section |= k.name.rfind(section + ".", 0) == 0;
@@ -173,6 +182,7 @@ void collect_file(const YAML::Node& root, const std::string& source, Entries& ou
     for (const auto& kv : sec.second) {
       const std::string name = section + "." + name_of(kv.first);
       if (!find_key(name)) unknown_key(at(source, kv.first), name);
+      once(kv.first, name, "key");
       out[name] = {kv.second, at(source, kv.second)};
     }
   }
@@ -235,6 +245,13 @@ Config resolve(const Entries& entries, const std::string& source) {
     throw ConfigError(source + ": key 'train.micro_batches': " + std::to_string(c.train.micro_batches) +
                       " micro-batches do not fit in a replica's share of the batch (" +
                       std::to_string(c.train.batch_size / c.runtime.replicas) + " samples)");
+  if (c.runtime.overwrite && c.checkpoint.resume != "never")
+    throw ConfigError(source + ": key 'runtime.overwrite': true removes the run in runtime.run_dir, checkpoints "
+                      "included, while checkpoint.resume " + c.checkpoint.resume +
+                      " goes on from them; choose one (overwrite=false to go on, resume=never to start over)");
+  if (c.loss.span > c.model.blocks)
+    throw ConfigError(source + ": key 'loss.span': a span of " + std::to_string(c.loss.span) +
+                      " blocks is longer than the network (model.blocks " + std::to_string(c.model.blocks) + ")");
   if (c.train.end_to_end() && c.runtime.message_precision != "fp32")
     throw ConfigError(source + ": key 'runtime.message_precision': " + c.runtime.message_precision +
                       " messages are for the local methods; train.method " + c.train.method +

@@ -74,6 +74,8 @@ std::string claim_run_dir(const Config& config) {
       const std::string f = entry.path().filename().string();
       if (f == "metrics.jsonl" || f == "trace.json" || f == "config.yaml" || (f.rfind("block_", 0) == 0 && entry.path().extension() == ".pt"))
         fs::remove(entry.path(), ec);
+      else if (f == "checkpoints")  // the old run's: pruning and a later resume=auto must not mix the two runs
+        fs::remove_all(entry.path(), ec);
     }
   }
   create_parents(dir);
