@@ -55,6 +55,12 @@ TEST_CASE("checkpoint: a manifest reads back as written, and a malformed one is 
   CHECK_THROWS_WITH(read_manifest(dir), Contains("MANIFEST: malformed manifest (no 'end' line)"));
   write_text(fs::path(dir) / kManifestName, "bll-checkpoint 1\nstep 7\nepoch 0\nbatch 5\nbatches_per_epoch 10\nblocks 1\nend\n");
   CHECK_THROWS_WITH(read_manifest(dir), Contains("inconsistent position"));
+  for (const std::string name : {"../span_000.pt", "/etc/passwd", "..", "sub/span_000.pt"}) {
+    write_text(fs::path(dir) / kManifestName, "bll-checkpoint 1\nstep 25\nfile " + name + " 10 1\nend\n");
+    INFO(name);
+    CHECK_THROWS_WITH(read_manifest(dir), Contains("MANIFEST: malformed manifest (file '" + name +
+                                                   "' is not a file of the checkpoint's own folder)"));
+  }
 }
 
 TEST_CASE("checkpoint: a torn or corrupt checkpoint is named as such") {

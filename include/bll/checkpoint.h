@@ -60,6 +60,9 @@ uint32_t crc32_of(const std::string& bytes);
 // file beside it, fsync, rename over `path`, fsync of the folder. Throws RuntimeError naming the
 // path and the system's reason (a full disk, an unwritable folder); the temporary is removed.
 void write_atomically(const std::string& path, const std::string& bytes);
+// fsync of a folder, so that a file or folder created, renamed or removed in it survives a crash
+// of the machine. Throws RuntimeError naming the folder.
+void sync_folder(const std::string& dir);
 std::string read_bytes(const std::string& path);  // throws RuntimeError naming the path
 
 std::string format_manifest(const Manifest& m);

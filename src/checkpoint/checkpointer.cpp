@@ -137,6 +137,7 @@ void Checkpointer::save(int64_t step, const std::string& reason, std::vector<Blo
   };
   std::vector<int64_t> report;
   make_dir(dir);
+  sync_folder(checkpoints_dir(run_dir_));  // the new step_* folder itself survives a crash
   if (!learners.empty()) learners.front().flush_stats(stats);  // the statistics up to this step
   for (auto& l : learners) {
     torch::serialize::OutputArchive archive;
@@ -205,6 +206,11 @@ void Checkpointer::prune(int64_t newest) {
     if (done && ++complete <= config_.checkpoint.keep) continue;
     std::error_code ec;
     fs::remove_all(dir, ec);  // a checkpoint left over is only disk space; not worth failing the run
+  }
+  try {
+    sync_folder(checkpoints_dir(run_dir_));  // the removals, too
+  } catch (const RuntimeError&) {
+    // as above: a folder that cannot be synced after a removal costs nothing but disk space
   }
 }
 

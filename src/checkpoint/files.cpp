@@ -22,14 +22,17 @@ namespace {
   throw RuntimeError("checkpoint: " + what + " '" + path + "': " + std::strerror(err));
 }
 
-// fsync of a folder, so that a rename in it survives a crash of the machine.
-void sync_dir(const std::string& dir) {
+}  // namespace
+
+void sync_folder(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0) fail(dir, "cannot open folder", errno);
   const int rc = ::fsync(fd), err = errno;
   ::close(fd);
   if (rc != 0 && err != EINVAL) fail(dir, "cannot sync folder", err);  // EINVAL: the file system has no fsync
 }
+
+namespace {
 
 const char* kMagic = "bll-checkpoint 1";
 
@@ -94,7 +97,7 @@ void write_atomically(const std::string& path, const std::string& bytes) {
     ::unlink(tmp.c_str());
     fail(path, "cannot rename into place", err);
   }
-  sync_dir(dir);
+  sync_folder(dir);
 }
 
 std::string read_bytes(const std::string& path) {
@@ -138,6 +141,9 @@ Manifest read_manifest(const std::string& checkpoint_dir) {
     } else if (key == "file") {
       CheckpointFile f;
       ok = bool(l >> f.name >> f.bytes >> f.crc);
+      // A manifest names files of its own folder only: refused before anything is opened.
+      if (ok && (f.name.find('/') != std::string::npos || f.name == "." || f.name == ".."))
+        throw bad("file '" + f.name + "' is not a file of the checkpoint's own folder");
       m.files.push_back(f);
     } else if (key == "reason") {
       ok = bool(l >> m.reason);
