@@ -67,6 +67,7 @@ has_cuda_torch=$("$PYTHON" -c 'import torch; print(int(torch.cuda.is_available()
   echo
   echo "- machine: ${gpu:-no GPU visible}; $(nproc) cores; $("$PYTHON" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'no torch in '"$PYTHON")"
 } >"$report"
+trap 'cat "$report"' EXIT  # the table so far, however the check ends
 
 # 1. The CUDA build, against the CUDA libtorch of $PYTHON's torch, with Debian's packages unpacked.
 bll=build/bll-train device=cpu build_dir=build
@@ -151,4 +152,3 @@ if [ "$device" = cuda ]; then
 fi
 row ""
 row "Took $((SECONDS - started)) s. Commands: scripts/reference_bench.py (per table), scripts/gpu_check.sh."
-cat "$report"
