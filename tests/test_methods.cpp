@@ -2,12 +2,15 @@
 // loss (predsim), and what greedy and predsim learners train.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "bll/config.h"
 #include "bll/error.h"
 #include "bll/learner.h"
 #include "bll/losses/similarity.h"
 #include "bll/models/layers.h"
 #include "bll/models/model.h"
+#include "bll/schedules/backprop_order.h"
 #include "fixtures.h"
 
 using namespace bll;
@@ -104,4 +107,42 @@ TEST_CASE("greedy and predsim train the block and its readout but not the feedba
     const double beta = c.train.sim_weight;
     CHECK(stats[1].loss == Approx(method == "predsim" ? (1 - beta) * stats[1].pred + beta * stats[1].kl : stats[1].pred));
   }
+}
+
+namespace {
+// Checks that `ops` runs each of `micro` micro-batches forward once, then backward once, and
+// returns the most micro-batches alive (forward done, backward not yet) at any point.
+int64_t most_alive(const std::vector<BackpropOp>& ops, int64_t micro) {
+  std::vector<int> state(size_t(micro), 0);  // 0 not started, 1 forward done, 2 backward done
+  int64_t alive = 0, most = 0;
+  for (const auto& op : ops) {
+    REQUIRE(op.micro >= 0);
+    REQUIRE(op.micro < micro);
+    int& s = state[size_t(op.micro)];
+    CHECK(s == (op.forward ? 0 : 1));
+    s = op.forward ? 1 : 2;
+    alive += op.forward ? 1 : -1;
+    most = std::max(most, alive);
+  }
+  for (int s : state) CHECK(s == 2);
+  return most;
+}
+}  // namespace
+
+TEST_CASE("schedule orders: 1F1B keeps at most K - r micro-batches alive on rank r, GPipe all M") {
+  const int K = 4;
+  const int64_t M = 8;
+  for (int r = 0; r < K; ++r) {
+    INFO("rank " << r);
+    const auto gpipe = gpipe_order(r, K, M), f1b1 = one_f_one_b_order(r, K, M);
+    CHECK(most_alive(gpipe, M) == M);  // every forward before the first backward
+    CHECK(gpipe[size_t(M)].forward == false);
+    CHECK(most_alive(f1b1, M) == K - r);
+    // After its warm-up of K - 1 - r forwards, rank r alternates one forward and one backward.
+    for (int64_t i = 0; i < M - (K - 1 - r); ++i) {
+      CHECK(f1b1[size_t(K - 1 - r + 2 * i)].forward);
+      CHECK_FALSE(f1b1[size_t(K - 1 - r + 2 * i + 1)].forward);
+    }
+  }
+  CHECK(most_alive(one_f_one_b_order(0, 4, 2), 2) == 2);  // fewer micro-batches than ranks
 }

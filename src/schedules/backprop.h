@@ -13,14 +13,12 @@
 
 #include <vector>
 
+#include "bll/schedules/backprop_order.h"
 #include "bll/schedules/schedule.h"
 
 namespace bll {
 
-struct Op {
-  bool forward;
-  int64_t micro;  // micro-batch index
-};
+using Op = BackpropOp;
 
 class BackpropSchedule : public Schedule {
  public:

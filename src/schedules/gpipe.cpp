@@ -2,6 +2,14 @@
 #include "backprop.h"
 
 namespace bll {
+
+std::vector<BackpropOp> gpipe_order(int, int, int64_t micro) {
+  std::vector<BackpropOp> ops;
+  for (int64_t m = 0; m < micro; ++m) ops.push_back({true, m});
+  for (int64_t m = micro - 1; m >= 0; --m) ops.push_back({false, m});
+  return ops;
+}
+
 namespace {
 
 class GPipeSchedule : public BackpropSchedule {
@@ -9,12 +17,7 @@ class GPipeSchedule : public BackpropSchedule {
   using BackpropSchedule::BackpropSchedule;
 
  protected:
-  std::vector<Op> order(int, int, int64_t micro) const override {
-    std::vector<Op> ops;
-    for (int64_t m = 0; m < micro; ++m) ops.push_back({true, m});
-    for (int64_t m = micro - 1; m >= 0; --m) ops.push_back({false, m});
-    return ops;
-  }
+  std::vector<Op> order(int rank, int ranks, int64_t micro) const override { return gpipe_order(rank, ranks, micro); }
 };
 
 }  // namespace

@@ -6,6 +6,19 @@
 #include "backprop.h"
 
 namespace bll {
+
+std::vector<BackpropOp> one_f_one_b_order(int rank, int ranks, int64_t micro) {
+  const int64_t warmup = std::min<int64_t>(ranks - 1 - rank, micro);
+  std::vector<BackpropOp> ops;
+  for (int64_t m = 0; m < warmup; ++m) ops.push_back({true, m});
+  for (int64_t i = 0; i + warmup < micro; ++i) {
+    ops.push_back({true, warmup + i});
+    ops.push_back({false, i});
+  }
+  for (int64_t m = micro - warmup; m < micro; ++m) ops.push_back({false, m});
+  return ops;
+}
+
 namespace {
 
 class OneFOneBSchedule : public BackpropSchedule {
@@ -14,15 +27,7 @@ class OneFOneBSchedule : public BackpropSchedule {
 
  protected:
   std::vector<Op> order(int rank, int ranks, int64_t micro) const override {
-    const int64_t warmup = std::min<int64_t>(ranks - 1 - rank, micro);
-    std::vector<Op> ops;
-    for (int64_t m = 0; m < warmup; ++m) ops.push_back({true, m});
-    for (int64_t i = 0; i + warmup < micro; ++i) {
-      ops.push_back({true, warmup + i});
-      ops.push_back({false, i});
-    }
-    for (int64_t m = micro - warmup; m < micro; ++m) ops.push_back({false, m});
-    return ops;
+    return one_f_one_b_order(rank, ranks, micro);
   }
 };
 
