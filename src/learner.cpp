@@ -1,7 +1,5 @@
 #include "bll/learner.h"
 
-#include <cmath>
-
 #include "bll/device.h"
 #include "bll/error.h"
 #include "bll/host_reads.h"
@@ -29,7 +27,8 @@ BlockStats BlockStats::from(const double* in) {
 BlockLearner::BlockLearner(const Config& config, std::vector<Block> blocks, int64_t num_classes, const TwinCodes* twin,
                            std::shared_ptr<StepStats> step_stats)
     : config_(config), blocks_(std::move(blocks)), num_classes_(num_classes), family_(make_family(config.loss)),
-      step_stats_(std::move(step_stats)), twin_(twin), reconstruct_(config.data.task == "autoencode"), bf16_(config.runtime.precision == "bf16"),
+      step_stats_(std::move(step_stats)), twin_(twin), reconstruct_(config.data.task == "autoencode"),
+      bf16_(config.runtime.precision == "bf16"),
       format_(at::MemoryFormat::Contiguous) {
   if (!blocks_.empty())
     if (const auto params = blocks_.front()->parameters(); !params.empty()) {

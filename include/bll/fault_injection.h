@@ -1,7 +1,7 @@
 // A test-only way to make one rank fail in the middle of training, as a bug or a lost device
 // would: BLL_INJECT_FAILURE=RANK:BATCH in the environment makes world rank RANK throw a
-// RuntimeError before its first step of batch BATCH (training comes first). The fault tests use it to check that
-// such a job ends at once with that rank's message first (tests/cli_test.sh, tests/test_gpu.cpp).
+// RuntimeError before its first step of batch BATCH (training comes first). The fault tests use
+// it to check that such a job ends at once with that rank's message first (tests/cli_test.sh).
 #pragma once
 
 #include <cstdint>

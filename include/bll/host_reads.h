@@ -5,7 +5,7 @@
 // path there is none in steady state: statistics add up in device tensors (bll/step_stats.h)
 // and are read at runtime.log_every steps and at the end of a phase, in one transfer. The
 // counter is kept on every device, the CPU included, so that a CPU test can tell that a step
-// stayed free of reads (tests/test_host_reads.cpp), and tests/check_host_reads.sh refuses a raw
+// stayed free of reads (tests/test_mpi_steps.cpp), and tests/check_host_reads.sh refuses a raw
 // `.item(`, `.cpu()` or `to(torch::kCPU)` in src/ outside this file and a short allow-list of
 // start-up and loading code.
 #pragma once
