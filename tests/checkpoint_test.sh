@@ -95,6 +95,15 @@ check "resume skips the torn checkpoint, named" grep -q "skipping checkpoint .*s
 check "resume skips the corrupt checkpoint, named" grep -q "skipping checkpoint .*step_000000997: span_002.pt: CRC mismatch" "$work/out"
 check "and goes on from the newest good one to the same parameters" same_params "$work/ref" "$work/torn"
 
+# A runtime key that changes what is computed must match the checkpoint's; auto skips it, naming the key.
+run 1 "$work/ref" checkpoint.resume=auto runtime.precision=bf16
+check "resume=auto skips a checkpoint of another runtime.precision, named" \
+  grep -q "skipping checkpoint .*: trained with another configuration (key 'runtime.precision': \"fp32\" vs \"bf16\", saved vs now)" "$work/out"
+last=$(ls -d "$work"/ref/checkpoints/step_* | tail -1)
+run 1 "$work/other" checkpoint.resume="$last" runtime.deterministic=true
+check "an explicit resume with another runtime.deterministic is refused by name, exit 2" bash -c \
+  "[ $rc -eq 2 ] && grep -q \"cannot resume from .*key 'runtime.deterministic': false vs true\" '$work/err'"
+
 # SIGUSR1 to mpirun, which passes it to every rank; SIGTERM to every rank.
 for how in usr1 term; do
   start 2 "$work/$how"

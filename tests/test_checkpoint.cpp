@@ -4,6 +4,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -133,4 +134,31 @@ TEST_CASE("checkpoint: a resume compares the keys that decide what is trained, n
   const Config a = parse_config(yaml, "a", {});
   CHECK(training_difference(a, parse_config(yaml, "b", {"runtime.threads=3", "checkpoint.every_steps=5"})).empty());
   CHECK(training_difference(a, parse_config(yaml, "b", {"optim.lr=0.5"})) == "key 'optim.lr': 0.001 vs 0.5");
+}
+
+TEST_CASE("checkpoint: a resume refuses the runtime keys that change what is computed, and only those") {
+  const std::string yaml = "data: {dataset: reversal}\nmodel: {type: mlp, blocks: 2}\ntrain: {epochs: 1}\n";
+  const Config a = parse_config(yaml, "a", {});
+  for (const std::string o : {"runtime.precision=bf16", "runtime.message_precision=bf16", "runtime.sync=params",
+                              "runtime.sync_every=4", "runtime.deterministic=true"}) {
+    INFO(o);
+    CHECK_THAT(training_difference(a, parse_config(yaml, "b", {o})), Contains("key '" + o.substr(0, o.find('=')) + "'"));
+  }
+  for (const std::string o :
+       {"runtime.threads=3", "runtime.blas_threads=2", "runtime.log_every=7", "runtime.wait=spin",
+        "runtime.timeout_s=5", "runtime.keep_freed_memory=false", "runtime.blocks_per_rank=[1,1]",
+        "runtime.save_params=false", "runtime.device=cuda", "runtime.ranks_per_gpu=2",
+        "runtime.memory_format=contiguous", "runtime.trace=true", "runtime.replicas=2", "runtime.progress=on",
+        "runtime.run_dir=elsewhere", "checkpoint.keep=5", "checkpoint.resume=auto"}) {
+    INFO(o);
+    CHECK(training_difference(a, parse_config(yaml, "b", {o})).empty());
+  }
+  CHECK(training_difference(a, parse_config(yaml, "b", {"runtime.device=cuda", "runtime.transport=nccl"})).empty());
+  // --help says, key by key, which ones a resume may change.
+  const auto free = std::count_if(config_schema().begin(), config_schema().end(), [](const KeySpec& k) { return k.free_on_resume; });
+  const std::string help = config_help(), mark = "a resume may change it";
+  int64_t marked = 0;
+  for (size_t at = help.find(mark); at != std::string::npos; at = help.find(mark, at + 1)) ++marked;
+  CHECK(marked == free);
+  CHECK(free == 20);
 }

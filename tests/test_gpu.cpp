@@ -97,6 +97,13 @@ TEST_CASE("gpu: alpha and labels of every dtype make the round trip on every tra
       if (r > 0) works.push_back(t->irecv(in, r - 1, 3, "alpha"));
       for (auto& w : works) w->wait();
       if (r > 0) CHECK(in.eq(torch::full({8, 4, 7, 7}, r, on)).all().item<bool>());
+      // Gradients against the pipeline (bp, fa): rank r receives from r + 1 and sends to r - 1.
+      works.clear();
+      auto grad = torch::empty({8, 4, 7, 7}, on);
+      if (r > 0) works.push_back(t->isend(torch::full({8, 4, 7, 7}, r + 1, on), r - 1, 4, "gradient"));
+      if (r + 1 < k) works.push_back(t->irecv(grad, r + 1, 4, "gradient"));
+      for (auto& w : works) w->wait();
+      if (r + 1 < k) CHECK(grad.eq(torch::full({8, 4, 7, 7}, r + 2, on)).all().item<bool>());
       // Labels from rank 0 to every rank.
       auto labels = r == 0 ? torch::arange(100, on).remainder(10) : torch::zeros({100}, on);
       t->ibroadcast(labels, 0, "labels")->wait();
@@ -110,16 +117,16 @@ TEST_CASE("gpu: alpha and labels of every dtype make the round trip on every tra
 }
 
 // A K-rank run and a 1-rank run over transport `name` end with the same parameters.
-void check_identity(const std::string& name) {
+void check_identity(const std::string& name, const std::vector<std::string>& keys = {}) {
   const auto data = shared_fixture();
-  const Config c = gpu_config(data, name);
+  const Config c = gpu_config(data, name, keys);
   auto t = open(c);
   TrainOptions options{false, device_of(c)};
   const auto r = test::train_alone_and_together(*t, [&] { return open(c, MPI_COMM_SELF); },
                                                 c, options);
   if (t->rank() == 0) {
     INFO(name << " transport, " << t->size() << " ranks: max |difference| " << r.worst << ", test top-1 "
-              << r.multi.test_top1);
+              << r.multi.test_top1 << (keys.empty() ? "" : ", " + keys.front()));
     CHECK(r.worst <= 1e-6);
     CHECK(r.multi.test_top1 == Approx(r.single.test_top1));
     CHECK(r.multi.test_top1 > 50.0);
@@ -128,6 +135,13 @@ void check_identity(const std::string& name) {
 
 TEST_CASE("gpu: K ranks and 1 rank train to the same parameters on the GPU") {
   for (const auto& name : transports()) check_identity(name);
+}
+
+TEST_CASE("gpu: back-propagation over every transport: K ranks and 1 rank agree") {
+  for (const auto& name : transports()) {
+    INFO(name << ", bp 1f1b");
+    check_identity(name, {"train.method=bp", "train.schedule=1f1b", "train.micro_batches=2"});
+  }
 }
 
 TEST_CASE("gpu: the GPU run learns what the CPU run learns") {

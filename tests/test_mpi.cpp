@@ -58,6 +58,19 @@ TEST_CASE("transport: ring exchange, broadcast, reduction with rank-dependent va
   CHECK(text == "from rank 0");
 }
 
+TEST_CASE("transport: gradients flow against the pipeline: from rank + 1 to rank - 1") {
+  auto t = world();
+  const int r = t->rank(), k = t->size();
+  std::vector<WorkPtr> works;
+  auto grad = torch::zeros({8, 4, 7, 7});
+  if (r > 0) works.push_back(t->isend(torch::full({8, 4, 7, 7}, float(r + 1)), r - 1, 4, "gradient"));
+  if (r + 1 < k) works.push_back(t->irecv(grad, r + 1, 4, "gradient"));
+  for (auto& w : works) w->wait();
+  if (r + 1 < k) CHECK(grad.eq(float(r + 2)).all().item<bool>());
+  if (r + 1 == k) CHECK(grad.eq(0.0f).all().item<bool>());  // the last rank receives nothing
+  t->barrier();
+}
+
 TEST_CASE("transport: messages with one tag arrive in the order sent") {
   auto t = world();
   const int r = t->rank(), k = t->size();

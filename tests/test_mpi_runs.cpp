@@ -7,6 +7,7 @@
 #include <csignal>
 #include <filesystem>
 
+#include "bll/checkpoint.h"
 #include "bll/config.h"
 #include "bll/error.h"
 #include "bll/stop.h"
@@ -150,7 +151,21 @@ TEST_CASE("a run stopped mid-epoch and resumed on K ranks or on 1 ends bit-ident
     resumed.runtime.run_dir = base + "/cut";
     resumed.checkpoint.resume = "auto";
     resumed.runtime.overwrite = false;  // going on, not starting over
-    const TrainResult again = run_training(resumed, *t, {false});
+    // It goes on from the stop's checkpoint (in epoch 2): its first step is the batch after the
+    // saved one, and it runs the epochs left, not the whole run again.
+    std::string newest = t->rank() == 0 ? list_checkpoints(base + "/cut").front() : "";
+    t->broadcast_string(newest, 0);
+    const Manifest saved = read_manifest(newest);
+    CHECK((saved.reason == "SIGUSR1" || saved.reason == "stop_request"));
+    CHECK(saved.epoch == 1);
+    int64_t first_batch = -1;
+    TrainOptions watching{false};
+    watching.before_step = [&](int64_t batch) { if (first_batch < 0) first_batch = batch; };
+    const TrainResult again = run_training(resumed, *t, watching);
+    // 0-based: the saved batch is the last one trained (a stop may land on an epoch's last batch).
+    CHECK(first_batch == saved.batch % saved.batches_per_epoch);
+    REQUIRE(int64_t(again.epochs.size()) == saved.epochs - saved.epoch);
+    CHECK(again.epochs.front().epoch == saved.epoch + 1);  // records count epochs from 1
     CHECK(same_blocks(*t, reference, again));
     CHECK(again.epochs.back().test_top1 == reference.epochs.back().test_top1);
 

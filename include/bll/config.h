@@ -135,6 +135,9 @@ struct KeySpec {
   double min = -1e300, max = 1e300;    // inclusive range of numbers (of each list element)
   std::vector<std::string> choices;    // allowed strings; empty = any
   std::string help;
+  // A resume may change this key: it changes only speed, placement, output or the last bits of
+  // sums (threads, ranks, device, transport, ...). Every other key must equal the checkpoint's.
+  bool free_on_resume = false;
   std::function<void(Config&, const Value&)> assign;
   std::function<Value(const Config&)> read;
 };
@@ -153,8 +156,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
 // The resolved configuration as YAML: every key, defaults included.
 std::string config_to_yaml(const Config& config);
 
-// The first key outside runtime.* and checkpoint.* (the keys that decide what is trained) on
-// which `a` and `b` differ, as "key 'optim.lr': 0.1 vs 0.05"; empty when they agree.
+// The first key that decides what is trained (every key not free on resume) on which `a` and `b`
+// differ, as "key 'optim.lr': 0.1 vs 0.05"; empty when they agree.
 std::string training_difference(const Config& a, const Config& b);
 
 // The --help text for keys, generated from config_schema().

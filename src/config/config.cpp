@@ -329,7 +329,7 @@ void emit_value(YAML::Emitter& out, const KeySpec& k, const Config& config) {
 
 std::string training_difference(const Config& a, const Config& b) {
   for (const auto& k : config_schema()) {
-    if (k.name.rfind("runtime.", 0) == 0 || k.name.rfind("checkpoint.", 0) == 0) continue;
+    if (k.free_on_resume) continue;
     YAML::Emitter ea, eb;
     emit_value(ea, k, a);
     emit_value(eb, k, b);
@@ -373,7 +373,7 @@ std::string config_help() {
     for (size_t pad = k.name.size(); pad < 22; ++pad) s << ' ';
     s << "  " << k.help << "\n";
     for (size_t pad = 0; pad < 26; ++pad) s << ' ';
-    s << "(" << expectation(k) << "; " << tail << ")\n";
+    s << "(" << expectation(k) << "; " << tail << (k.free_on_resume ? "; a resume may change it" : "") << ")\n";
   }
   return s.str();
 }

@@ -3,6 +3,9 @@
 // so a new key is one row here and one field in config.h.
 #include "bll/config.h"
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "bll/losses/family.h"
 #include "bll/models/model.h"
 
@@ -225,12 +228,32 @@ std::vector<KeySpec> make_schema() {
   };
 }
 
-// ---- parsing ---------------------------------------------------------------------------------
+// The keys a resume may change: they decide how fast and where the run computes, what it writes,
+// or the last bits of sums, never what it trains. A key missing here must match the checkpoint's
+// (a new key is safe by default). runtime.replicas changes the batch each batch-norm sees: the
+// trainer warns that such a resume will not match bit for bit.
+const char* const kFreeOnResume[] = {
+    "runtime.run_dir",       "runtime.overwrite", "runtime.threads",         "runtime.blas_threads",
+    "runtime.progress",      "runtime.log_every", "runtime.wait",            "runtime.timeout_s",
+    "runtime.keep_freed_memory", "runtime.blocks_per_rank", "runtime.save_params", "runtime.device",
+    "runtime.ranks_per_gpu", "runtime.transport", "runtime.memory_format",   "runtime.trace",
+    "runtime.replicas",      "checkpoint.every_steps", "checkpoint.keep",    "checkpoint.resume",
+};
+
+std::vector<KeySpec> marked_schema() {
+  std::vector<KeySpec> schema = make_schema();
+  for (const char* name : kFreeOnResume) {
+    auto k = std::find_if(schema.begin(), schema.end(), [&](const KeySpec& s) { return s.name == name; });
+    if (k == schema.end()) throw std::logic_error(std::string("kFreeOnResume names no key: ") + name);
+    k->free_on_resume = true;
+  }
+  return schema;
+}
 
 }  // namespace
 
 const std::vector<KeySpec>& config_schema() {
-  static const std::vector<KeySpec> schema = make_schema();
+  static const std::vector<KeySpec> schema = marked_schema();
   return schema;
 }
 

@@ -38,6 +38,12 @@ std::string cifar_dir(const std::string& dir) {
   return fs::exists(nested) ? nested.string() : dir;
 }
 
+std::string shape_text(torch::IntArrayRef s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
+  return out;
+}
+
 Dataset limit(Dataset d, int64_t n) {
   if (n > 0 && n < d.size()) {
     d.images = d.images.narrow(0, 0, n).contiguous();
@@ -57,6 +63,17 @@ Dataset with_uncertainty_patch(Dataset d) {
 }
 
 }  // namespace
+
+std::optional<DataShape> known_shape(const DataConfig& config) {
+  if (config.dataset == "reversal") return DataShape{{kReversalLength}, kReversalLength};
+  DataShape shape{{1, 28, 28}, 10};  // mnist, fashion-mnist
+  if (config.dataset == "cifar10") shape.sample = {3, 32, 32};
+  if (config.task == "autoencode") {  // 28x28 stacked on its uncertainty patch (with_uncertainty_patch)
+    if (shape.sample != std::vector<int64_t>{1, 28, 28}) return std::nullopt;  // refused when loading
+    shape = {{1, 56, 28}, 56 * 28};
+  }
+  return shape;
+}
 
 DataSplit load_dataset(const DataConfig& config, uint64_t seed) {
   if (config.dataset == "reversal")
@@ -88,6 +105,10 @@ DataSplit load_dataset(const DataConfig& config, uint64_t seed) {
     s.train = with_uncertainty_patch(s.train);
     s.test = with_uncertainty_patch(s.test);
   }
+  const auto known = known_shape(config);  // what the network was checked against before loading
+  if (known && s.train.images.sizes().slice(1) != torch::IntArrayRef(known->sample))
+    throw DataError("data.dir '" + config.dir + "': its images are " + shape_text(s.train.images.sizes().slice(1)) +
+                    " but data.dataset " + config.dataset + " has " + shape_text(known->sample) + " images");
   if (s.train.size() == 0) throw DataError("data.dir '" + config.dir + "': the training set is empty");
   if (s.test.size() == 0) throw DataError("data.dir '" + config.dir + "': the test set is empty");
   return s;

@@ -8,6 +8,7 @@
 
 
 #include "bll/auto_placement.h"
+#include "bll/data/dataset.h"
 #include "bll/data/loader.h"
 #include "bll/device.h"
 #include "bll/error.h"
@@ -50,6 +51,24 @@ void print_plan(const Config& config, const Grid& grid, const Placement& placeme
                   (long long)k, shape_str(shapes[size_t(k)]).c_str(), shape_str(shapes[size_t(k) + 1]).c_str(),
                   (long long)layers[size_t(k)], layers[size_t(k)] == 1 ? "" : "s");
   std::fflush(stdout);
+}
+
+// The network of `config` on data of this shape: each block's input shape and layer count.
+// Throws ConfigError where the network or the method cannot take that data.
+struct ModelFit {
+  std::vector<Shape> shapes;
+  std::vector<int64_t> layers;
+};
+ModelFit fit_model(const Config& config, const Shape& sample, int64_t num_classes) {
+  try {
+    ModelFit fit;
+    fit.shapes = block_boundary_shapes(config.model, sample, num_classes);
+    require_method(config, sample, num_classes);
+    fit.layers = block_layer_counts(config.model, sample, num_classes);
+    return fit;
+  } catch (const ConfigError& e) {  // the models name the key; the file is the configuration's
+    throw ConfigError(config.source + ": " + e.what());
+  }
 }
 
 // Parameters then buffers, in registration order.
@@ -257,14 +276,15 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
     return Placement(config.model.blocks, t.size(), config.runtime.blocks_per_rank, config.loss.span);
   });
 
+  // A network that cannot take the data is refused before the data set is read, where the
+  // configuration alone tells the data's shape (the built-in data sets).
+  if (const auto known = known_shape(config.data))
+    agreed(world_rank, [&] { fit_model(config, known->sample, known->num_classes); });
   RankData data;
   const DataInfo info = start_up(config, run_dir, resume_from, grid, data);
-  const auto shapes =
-      agreed(world_rank, [&] { return block_boundary_shapes(config.model, info.sample_shape, info.num_classes); });
-  const auto layers = agreed(world_rank, [&] {
-    require_method(config, info.sample_shape, info.num_classes);
-    return block_layer_counts(config.model, info.sample_shape, info.num_classes);
-  });
+  const ModelFit fit = agreed(world_rank, [&] { return fit_model(config, info.sample_shape, info.num_classes); });
+  const std::vector<Shape>& shapes = fit.shapes;
+  const std::vector<int64_t>& layers = fit.layers;
 
   // What: the learners of this rank's blocks, one per span of loss.span blocks; with twin
   // feedback, the snapshot of every twin that gives their inputs.

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <deque>
 
+#include "bll/data/dataset.h"
 #include "bll/config.h"
 #include "bll/device.h"
 #include "bll/error.h"
@@ -19,10 +20,11 @@
 
 namespace {
 
-bll::Shape sample_shape(const bll::DataConfig& data) {
-  if (data.dataset == "cifar10") return {3, 32, 32};
-  if (data.dataset == "mnist" || data.dataset == "fashion-mnist") return {1, 28, 28};
-  throw bll::ConfigError("bll-transport-bench: data.dataset " + data.dataset + " is not an image data set");
+bll::DataShape data_shape(const bll::DataConfig& data) {
+  const auto known = bll::known_shape(data);
+  if (!known || known->sample.size() != 3)
+    throw bll::ConfigError("bll-transport-bench: data.dataset " + data.dataset + " is not an image data set");
+  return *known;
 }
 
 // Seconds for `n` messages like `msg` from rank 0 to rank 1, measured on rank 1 after a warm-up.
@@ -51,7 +53,8 @@ int run(int argc, char** argv) {
   bll::on_every_rank(MPI_COMM_WORLD, [&] { device = bll::select_device(c.runtime, where); });
   auto t = bll::make_transport(c.runtime.transport, {MPI_COMM_WORLD, where, device, c.runtime});
   if (t->size() < 2) throw bll::ConfigError("bll-transport-bench: run it with 2 ranks (mpirun -np 2)");
-  const auto shapes = bll::block_boundary_shapes(c.model, sample_shape(c.data), 10);
+  const bll::DataShape data = data_shape(c.data);
+  const auto shapes = bll::block_boundary_shapes(c.model, data.sample, data.num_classes);
   if (where.rank == 0)
     std::printf("transport %s, device %s, messages in %s, batch %lld, in_flight %lld\n"
                 "boundary,shape,bytes,us_per_message,GB_per_s\n",

@@ -3,7 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "bll/config.h"
 
@@ -27,6 +29,15 @@ struct DataSplit {
 // cifar10), applies data.train_limit/test_limit, and checks that images and labels agree; or
 // generates the sequence task (reversal) from `seed`. Throws DataError naming the file and the problem.
 DataSplit load_dataset(const DataConfig& config, uint64_t seed = 0);
+
+// What a built-in data set holds, known from its configuration alone, so that a model that cannot
+// take it is refused before any file is read.
+struct DataShape {
+  std::vector<int64_t> sample;  // {C, H, W}, or {T} for token sequences
+  int64_t num_classes = 0;      // with data.task autoencode: the size of the image to reconstruct
+};
+// The shape data.dataset will have (data.task applied); nullopt where only the files can tell.
+std::optional<DataShape> known_shape(const DataConfig& config);
 
 // Path of a data file in `dir`: `name.gz` or `name`, whichever exists; throws DataError naming
 // both when neither does.
