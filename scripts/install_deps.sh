@@ -11,6 +11,7 @@ PACKAGES=(
   ca-certificates curl
   python3 python3-matplotlib
   clang libclang-rt-14-dev
+  strace
 )
 
 missing=()
