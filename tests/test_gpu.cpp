@@ -80,15 +80,23 @@ std::string shared_fixture() {
 
 }  // namespace
 
+// Every transport, and the mpi transport with its staging on a stream of its own.
+std::vector<std::pair<std::string, std::vector<std::string>>> transport_variants() {
+  std::vector<std::pair<std::string, std::vector<std::string>>> v;
+  for (const auto& name : transports()) v.push_back({name, {}});
+  v.push_back({"mpi", {"runtime.mpi_staging=async"}});
+  return v;
+}
+
 TEST_CASE("gpu: alpha and labels of every dtype make the round trip on every transport") {
-  for (const auto& name : transports()) {
-    const Config c = gpu_config("/unused", name);
+  for (const auto& [name, keys] : transport_variants()) {
+    const Config c = gpu_config("/unused", name, keys);
     auto t = open(c);
     const auto dev = device_of(c);
     const int r = t->rank(), k = t->size();
     for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16, torch::kFloat64, torch::kInt64,
                        torch::kInt32, torch::kUInt8}) {
-      INFO(name << " transport, dtype " << c10::toString(dtype));
+      INFO(name << " transport" << (keys.empty() ? "" : ", " + keys.front()) << ", dtype " << c10::toString(dtype));
       const auto on = torch::TensorOptions().device(dev).dtype(dtype);
       // Point to point along the pipeline: rank r sends an alpha-like [B, C, H, W] to r + 1.
       std::vector<WorkPtr> works;
@@ -134,7 +142,7 @@ void check_identity(const std::string& name, const std::vector<std::string>& key
 }
 
 TEST_CASE("gpu: K ranks and 1 rank train to the same parameters on the GPU") {
-  for (const auto& name : transports()) check_identity(name);
+  for (const auto& [name, keys] : transport_variants()) check_identity(name, keys);
 }
 
 TEST_CASE("gpu: back-propagation over every transport: K ranks and 1 rank agree") {

@@ -71,6 +71,65 @@ TEST_CASE("transport: gradients flow against the pipeline: from rank + 1 to rank
   t->barrier();
 }
 
+namespace {
+// Stages every tensor (as the GPU's copies are staged); the first copy completes only once
+// `release` is set, the others at once.
+struct HeldStager : HostStager {
+  bool release = false;
+  int copies = 0;
+  bool stages(const torch::Tensor&) const override { return true; }
+  std::function<bool()> start(const torch::Tensor& from, const torch::Tensor& to) override {
+    to.copy_(from);
+    const bool held = copies++ == 0;
+    return [this, held] { return !held || release; };
+  }
+};
+}  // namespace
+
+TEST_CASE("transport: a staged send is posted once its copy completes, and what follows it waits its turn") {
+  auto stager = std::make_shared<HeldStager>();
+  MpiOptions opt;
+  opt.timeout_s = 120;
+  opt.stager = stager;
+  auto t = make_mpi_transport(MPI_COMM_WORLD, opt);
+  auto control = world()->duplicate();  // the handshake, on a communicator of its own
+  const int r = t->rank();
+  auto y = torch::full({4}, r == 0 ? 3.0f : 0.0f);
+  if (r == 0) {
+    auto a = t->isend(torch::full({16}, 1.0f), 1, 5, "a");  // its copy is held
+    auto b = t->isend(torch::full({16}, 2.0f), 1, 5, "b");  // copied at once, but issued after a
+    auto c = t->ibroadcast(y, 0, "c");                      // a collective, issued after both
+    CHECK(!a->test());
+    CHECK(!b->test());
+    CHECK(!c->test());
+    control->irecv(torch::empty({1}), 1, 9, "go")->wait();  // rank 1 saw nothing arrive
+    stager->release = true;
+    a->wait();
+    b->wait();
+    c->wait();
+  } else if (r == 1) {
+    auto first = torch::zeros({16}), second = torch::zeros({16});
+    auto a = t->irecv(first, 0, 5, "a"), b = t->irecv(second, 0, 5, "b");
+    auto c = t->ibroadcast(y, 0, "c");
+    bool arrived = false;
+    for (int i = 0; i < 50 && !arrived; ++i) {  // nothing may arrive while rank 0's first copy is held
+      arrived = a->test() || b->test();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    CHECK_FALSE(arrived);
+    control->isend(torch::ones({1}), 0, 9, "go")->wait();
+    a->wait();
+    b->wait();
+    c->wait();
+    CHECK(first.eq(1.0f).all().item<bool>());  // in the order issued
+    CHECK(second.eq(2.0f).all().item<bool>());
+  } else {
+    t->ibroadcast(y, 0, "c")->wait();
+  }
+  CHECK(y.eq(3.0f).all().item<bool>());
+  control->barrier();
+}
+
 TEST_CASE("transport: messages with one tag arrive in the order sent") {
   auto t = world();
   const int r = t->rank(), k = t->size();

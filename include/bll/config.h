@@ -88,6 +88,7 @@ struct RuntimeConfig {
   std::string device;          // cpu | cuda
   int64_t ranks_per_gpu = 1;   // cuda: node-local ranks sharing one GPU
   std::string transport;       // mpi | nccl
+  std::string mpi_staging;     // sync | async: a GPU message's copy to host memory for MPI
   std::string precision;       // fp32 | bf16 (autocast of forward and local loss)
   std::string memory_format;   // auto | channels_last | contiguous (4-D activations and weights)
   std::string message_precision;  // fp32 | bf16 (alpha between spans)

@@ -194,6 +194,11 @@ std::vector<KeySpec> make_schema() {
     row("runtime.transport", &C::runtime, &RuntimeConfig::transport, "mpi",
         "how tensors move between ranks: mpi (GPU tensors staged through pinned host memory) or nccl (GPU to GPU)",
         one_of({"mpi", "nccl"})),
+    row("runtime.mpi_staging", &C::runtime, &RuntimeConfig::mpi_staging, "sync",
+        "cuda with transport mpi: how a GPU message reaches host memory for MPI: sync (the host waits for the "
+        "copy) or async (the copy runs on a stream of its own and the send is posted once it is complete; "
+        "not yet measured on a GPU, so not the default)",
+        one_of({"sync", "async"})),
     row("runtime.precision", &C::runtime, &RuntimeConfig::precision, "fp32",
         "arithmetic of the forward and local-loss computation: fp32, or bf16 (autocast; fp32 weights and optimizer state)",
         one_of({"fp32", "bf16"})),
@@ -236,7 +241,7 @@ const char* const kFreeOnResume[] = {
     "runtime.run_dir",       "runtime.overwrite", "runtime.threads",         "runtime.blas_threads",
     "runtime.progress",      "runtime.log_every", "runtime.wait",            "runtime.timeout_s",
     "runtime.keep_freed_memory", "runtime.blocks_per_rank", "runtime.save_params", "runtime.device",
-    "runtime.ranks_per_gpu", "runtime.transport", "runtime.memory_format",   "runtime.trace",
+    "runtime.ranks_per_gpu", "runtime.transport", "runtime.mpi_staging", "runtime.memory_format",   "runtime.trace",
     "runtime.replicas",      "checkpoint.every_steps", "checkpoint.keep",    "checkpoint.resume",
 };
 

@@ -1,6 +1,8 @@
 #include "cuda_copier.h"
 
 #include <deque>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "cuda_check.h"
@@ -94,7 +96,53 @@ class CudaCopier : public InputStager::Copier {
   std::vector<cudaEvent_t> free_;
 };
 
+// Device-to-host copies on a non-blocking stream of their own: a copy waits (on the device) for
+// the kernels queued before it on libtorch's default stream, which produce its source, and
+// blocks neither that stream nor the host. Each copy's test queries its event.
+class CudaHostStager : public HostStager {
+ public:
+  CudaHostStager(torch::Device device, int rank) : device_(device.index()), rank_(rank) {
+    BLL_CUDA_CHECK(rank_, cudaSetDevice(device_));
+    BLL_CUDA_CHECK(rank_, cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  ~CudaHostStager() override { cudaStreamDestroy(stream_); }  // queued copies still complete
+
+  std::function<bool()> start(const torch::Tensor& from, const torch::Tensor& to) override {
+    BLL_CUDA_CHECK(rank_, cudaSetDevice(device_));
+    const Event queued(rank_);  // destroyed at once: the wait below has taken its state
+    auto done = std::make_shared<Event>(rank_);
+    BLL_CUDA_CHECK(rank_, cudaEventRecord(queued.e, cudaStreamLegacy));  // libtorch's default stream
+    BLL_CUDA_CHECK(rank_, cudaStreamWaitEvent(stream_, queued.e, 0));
+    BLL_CUDA_CHECK(rank_, cudaMemcpyAsync(to.data_ptr(), from.data_ptr(), size_t(from.nbytes()),
+                                            cudaMemcpyDeviceToHost, stream_));
+    BLL_CUDA_CHECK(rank_, cudaEventRecord(done->e, stream_));
+    // The source stays alive until the copy is complete: its memory is not reused under it.
+    return [done, source = from, rank = rank_]() mutable {
+      if (!source.defined()) return true;
+      const cudaError_t e = cudaEventQuery(done->e);
+      if (e == cudaErrorNotReady) return false;
+      BLL_CUDA_CHECK(rank, e);
+      source = torch::Tensor();
+      return true;
+    };
+  }
+
+ private:
+  struct Event {
+    explicit Event(int rank) { BLL_CUDA_CHECK(rank, cudaEventCreateWithFlags(&e, cudaEventDisableTiming)); }
+    ~Event() { cudaEventDestroy(e); }  // released by CUDA once its work is complete
+    cudaEvent_t e = nullptr;
+  };
+
+  int device_, rank_;
+  cudaStream_t stream_ = nullptr;
+};
+
 }  // namespace
+
+std::shared_ptr<HostStager> make_cuda_host_stager(torch::Device device, int rank) {
+  return std::make_shared<CudaHostStager>(device, rank);
+}
 
 std::unique_ptr<InputStager::Copier> make_cuda_copier(torch::Device device, int rank) {
   return std::make_unique<CudaCopier>(device, rank);

@@ -8,6 +8,9 @@
 #ifdef BLL_HAVE_NCCL
 #include "bll/transport/nccl.h"
 #endif
+#ifdef BLL_HAVE_CUDART
+#include "device/cuda_copier.h"
+#endif
 
 namespace bll {
 namespace {
@@ -18,6 +21,9 @@ std::unique_ptr<Transport> mpi(const TransportSetup& s) {
   MpiOptions opt;
   opt.timeout_s = s.runtime.timeout_s;
   opt.poll_with_sleep = s.runtime.wait == "sleep";
+#ifdef BLL_HAVE_CUDART
+  if (s.runtime.mpi_staging == "async" && s.device.is_cuda()) opt.stager = make_cuda_host_stager(s.device, s.where.rank);
+#endif
   return make_mpi_transport(s.comm, opt);
 }
 

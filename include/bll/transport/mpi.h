@@ -11,9 +11,27 @@
 
 namespace bll {
 
+// Copies a message into host memory without making the host wait (the GPU's staging of
+// runtime.mpi_staging async): the transport posts the message to MPI once the copy is complete.
+class HostStager {
+ public:
+  virtual ~HostStager() = default;
+  // Whether `t` travels through a staged copy (a GPU tensor).
+  virtual bool stages(const torch::Tensor& t) const { return !t.device().is_cpu(); }
+  // Starts copying `from` into `to` (host memory of its size) after the work already queued
+  // that produces `from`; returns a test that is true once the copy is complete. The test never
+  // blocks, and keeps `from` alive until it has returned true.
+  virtual std::function<bool()> start(const torch::Tensor& from, const torch::Tensor& to) = 0;
+};
+
 struct MpiOptions {
   double timeout_s = 600;     // a wait longer than this throws
   bool poll_with_sleep = true;  // back off while waiting instead of spinning a core
+  // Null: a device tensor is copied to the host before its send is posted, the host waiting for
+  // the copy (and for the kernels that produce the tensor). Set: the copy is started and the send,
+  // or the collective, posted once it is complete; the operations issued after it wait their turn,
+  // so that MPI sees every send and collective in the order they were issued.
+  std::shared_ptr<HostStager> stager;
 };
 
 // Wraps a communicator (not owned, not freed). MPI must be initialized.
