@@ -108,10 +108,19 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
     auto x = torch::empty(shape, on_device.dtype(opt.message_dtype));
     alpha_in.push_back({x, transport.irecv(x, rank - 1, tag, "alpha of " + id(t))});
   };
+  // A credit is one int64 on the host each way per batch. Their buffers are made once: batch t
+  // uses slot t mod (window + 1), and at most `window` credits are outstanding each way, so a
+  // slot's previous message has completed before it is used again.
+  std::vector<torch::Tensor> credit_in_slots, credit_out_slots;
+  for (int64_t i = 0; i <= window; ++i) {
+    credit_in_slots.push_back(torch::empty({1}, torch::kInt64));
+    credit_out_slots.push_back(torch::empty({1}, torch::kInt64));
+  }
+  auto slot = [&](std::vector<torch::Tensor>& slots, int64_t t) { return slots[size_t(t % (window + 1))]; };
   // Posts the receive of the next rank's credit for batch t (it has taken batch t's alpha).
   auto post_credit = [&](int64_t t) {
     if (t >= end() || ends) return;
-    auto c = torch::empty({1}, torch::kInt64);
+    auto c = slot(credit_in_slots, t);
     credits_in.push_back({c, transport.irecv(c, rank + 1, credit_tag, "credit for " + id(t))});
   };
   int64_t credited = first;  // batches the next rank has taken (credits received)
@@ -136,7 +145,9 @@ PhaseTiming StreamSchedule::stream(bool training, BatchSource* source, int64_t n
       x = take(alpha_in.front(), timing.wait_s, tracer, "wait for alpha");
       labels_in.pop_front();
       alpha_in.pop_front();
-      credits_out.push_back(transport.isend(torch::full({1}, t, torch::kInt64), rank - 1, credit_tag, "credit for " + id(t)));
+      auto credit = slot(credit_out_slots, t);
+      credit.data_ptr<int64_t>()[0] = t;
+      credits_out.push_back(transport.isend(credit, rank - 1, credit_tag, "credit for " + id(t)));
       bound(credits_out, size_t(window), timing.wait_s, tracer);
       post(t + window);
     }
