@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ccache pkg-config
   libtorch-dev libopenblas0-pthread
   libopenmpi-dev openmpi-bin
-  libyaml-cpp-dev catch2 nlohmann-json3-dev zlib1g-dev
+  libyaml-cpp-dev catch2 nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev
   ca-certificates curl
   python3 python3-matplotlib
   clang libclang-rt-14-dev

@@ -49,6 +49,21 @@ head -c 3000 "$work/data/train-images-idx3-ubyte.gz" >"$work/trunc/train-images-
 expect "truncated data file" 3 "trunc/train-images-idx3-ubyte.gz: corrupt or truncated" -- "$train" "$work/ok.yaml" data.dir="$work/trunc"
 [ -e "$work/run/metrics.jsonl" ] && [ -s "$work/run/metrics.jsonl" ] && { failed=$((failed + 1)); echo "FAIL truncated data still trained"; }
 
+# Image folders (data.dataset: folder): they train; bad folders and files are named, exit 3.
+"$fixture" "$work/images" 200 60 --folder
+folder_keys=(data.dataset=folder data.dir="$work/images" data.image_size=32 runtime.overwrite=true)
+expect "an image folder trains" 0 '' -- "$train" "$work/ok.yaml" "${folder_keys[@]}" runtime.run_dir="$work/folder_run"
+cp -r "$work/images" "$work/images_empty"; mkdir "$work/images_empty/train/c_empty"
+expect "an empty class folder is named" 3 "images_empty/train/c_empty: no JPEG or PNG images in this class folder" -- \
+  "$train" "$work/ok.yaml" "${folder_keys[@]}" data.dir="$work/images_empty"
+cp -r "$work/images" "$work/images_val"; mv "$work/images_val/val/c3" "$work/images_val/val/c33"
+expect "a validation class the training split lacks is named" 3 "images_val/val/c33: class 'c33' is not a class of the training split" -- \
+  "$train" "$work/ok.yaml" "${folder_keys[@]}" data.dir="$work/images_val"
+cp -r "$work/images" "$work/images_bad"; head -c 100 "$work/images/train/c4/000004.jpg" >"$work/images_bad/train/c4/000004.jpg"
+expect "a file that does not decode stops a 2-rank run, named" 3 "^bll-train: error on rank 0: .*images_bad/train/c4/000004.jpg: not a readable JPEG" -- \
+  "$mpiexec" -np 2 "$train" "$work/ok.yaml" "${folder_keys[@]}" data.dir="$work/images_bad" data.normalize=false \
+  runtime.run_dir="$work/folder_bad"
+
 # Under mpirun: the error comes once (from rank 0) and the job exits non-zero without hanging.
 expect "truncated data file, 2 ranks" 3 "^bll-train: error: .*trunc/train-images-idx3-ubyte.gz" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" data.dir="$work/trunc"

@@ -11,6 +11,7 @@
 
 #include "bll/data/cifar.h"
 #include "bll/data/idx.h"
+#include "bll/data/images.h"
 
 namespace bll::test {
 namespace fs = std::filesystem;
@@ -54,6 +55,37 @@ void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test
   }
   make_images(n_test, seed + 1, img, lab);
   write_cifar10(dir + "/test_batch.bin", colour(img), lab);
+}
+
+namespace {
+void write_folder_split(const std::string& dir, int64_t n, int64_t side, uint64_t seed) {
+  torch::Tensor img, lab;
+  make_images(n, seed, img, lab);
+  auto big = torch::upsample_nearest2d(img.unsqueeze(1).to(torch::kFloat32), {side, side}).squeeze(1).to(torch::kUInt8);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = lab[i].item<int64_t>();
+    const std::string cls = dir + "/c" + std::to_string(c);
+    fs::create_directories(cls);
+    const bool grey = i % 5 == 4, png = i % 3 == 2;
+    Image im;
+    im.height = im.width = side;
+    im.channels = grey ? 1 : 3;
+    im.pixels.resize(size_t(side * side * im.channels));
+    const uint8_t* px = big[i].contiguous().data_ptr<uint8_t>();
+    for (int64_t p = 0; p < side * side; ++p)
+      for (int64_t ch = 0; ch < im.channels; ++ch)  // colour: the pattern in red, half of it in green
+        im.pixels[size_t(p * im.channels + ch)] = uint8_t(ch == 1 ? px[p] / 2 : ch == 2 ? 40 : px[p]);
+    char name[32];
+    std::snprintf(name, sizeof name, "/%06lld.%s", (long long)i, png ? "png" : "jpg");
+    if (png) write_png(cls + name, im);
+    else write_jpeg(cls + name, im, 90);
+  }
+}
+}  // namespace
+
+void write_image_folder(const std::string& dir, int64_t n_train, int64_t n_test, int64_t side, uint64_t seed) {
+  write_folder_split(dir + "/train", n_train, side, seed);
+  write_folder_split(dir + "/val", n_test, side, seed + 1);
 }
 
 // Removes a directory tree with POSIX nftw, not std::filesystem::remove_all: the CUDA libtorch

@@ -54,6 +54,7 @@ std::string shared_fixture(Transport& t) {
   if (t.rank() == 0) {
     dir = temp_dir("mpi-data");
     write_idx_dataset(dir, 512, 256, 5);
+    write_image_folder(dir + "/folder", 512, 96, 40, 5);  // data.dataset folder, in <dir>/folder
   }
   t.broadcast_string(dir, 0);
   return dir;

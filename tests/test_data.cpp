@@ -161,7 +161,7 @@ TEST_CASE("training batches: seeded shuffle, full batches, every sample once per
   test::make_images(103, 5, img, lab);
   Dataset d{img.unsqueeze(1), lab};
   auto norm = Normalizer::identity(1);
-  BatchSource a(d, norm, 10, true, {}, 42), b(d, norm, 10, true, {}, 42), c(d, norm, 10, true, {}, 43);
+  MemorySource a(d, norm, 10, true, {}, 42), b(d, norm, 10, true, {}, 42), c(d, norm, 10, true, {}, 43);
   CHECK(a.num_batches() == 10);  // the partial batch is dropped
   auto order = [](BatchSource& s, int64_t epoch) {
     s.start_epoch(epoch);
@@ -185,7 +185,7 @@ TEST_CASE("training batches: seeded shuffle, full batches, every sample once per
 TEST_CASE("evaluation batches keep the order and the tail") {
   torch::Tensor img, lab;
   test::make_images(25, 5, img, lab);
-  BatchSource s(Dataset{img.unsqueeze(1), lab}, Normalizer::identity(1), 10, false, {}, 1);
+  MemorySource s(Dataset{img.unsqueeze(1), lab}, Normalizer::identity(1), 10, false, {}, 1);
   s.start_epoch(0);
   CHECK(s.num_batches() == 3);
   CHECK(s.batch_size_of(2) == 5);
@@ -207,7 +207,7 @@ TEST_CASE("normalization standardizes each channel with train statistics") {
 TEST_CASE("horizontal flips mirror whole images and padded crops keep the shape") {
   auto img = torch::arange(16 * 28 * 28, torch::kInt64).remainder(251).to(torch::kUInt8).view({16, 1, 28, 28});
   auto lab = torch::zeros({16}, torch::kInt64);
-  BatchSource flip(Dataset{img, lab}, Normalizer::identity(1), 16, true, Augment{true, 0}, 3);
+  MemorySource flip(Dataset{img, lab}, Normalizer::identity(1), 16, true, Augment{true, 0}, 3);
   flip.start_epoch(0);
   auto x = flip.get(0).x;
   auto raw = Normalizer::identity(1).apply(img);
@@ -223,7 +223,7 @@ TEST_CASE("horizontal flips mirror whole images and padded crops keep the shape"
   }
   CHECK(flipped > 0);
   CHECK(same > 0);
-  BatchSource crop(Dataset{img, lab}, Normalizer::identity(1), 16, true, Augment{false, 4}, 3);
+  MemorySource crop(Dataset{img, lab}, Normalizer::identity(1), 16, true, Augment{false, 4}, 3);
   crop.start_epoch(0);
   CHECK(crop.get(0).x.sizes() == torch::IntArrayRef({16, 1, 28, 28}));
 }
@@ -266,7 +266,7 @@ TEST_CASE("the reversal task needs no data folder and batches token ids with per
   const auto s = load_dataset(c, 1);
   CHECK(s.train.size() == 100);
   CHECK(s.test.size() == 40);
-  BatchSource src(s.train, Normalizer::identity(1), 32, true, Augment{true, 2}, 1);
+  MemorySource src(s.train, Normalizer::identity(1), 32, true, Augment{true, 2}, 1);
   src.start_epoch(0);
   const auto b = src.get(0);
   CHECK(b.x.sizes() == torch::IntArrayRef({32, 10}));
@@ -283,7 +283,7 @@ TEST_CASE("autoencode stacks each image on a 0.2 uncertainty patch, and the targ
   const auto s = load_dataset(c);
   REQUIRE(s.train.images.sizes() == torch::IntArrayRef({40, 1, 56, 28}));
   CHECK(s.train.reconstruct);
-  BatchSource src(s.train, Normalizer::identity(1), 16, true, Augment{true, 2}, 1);
+  MemorySource src(s.train, Normalizer::identity(1), 16, true, Augment{true, 2}, 1);
   src.start_epoch(0);
   const auto b = src.get(0);
   CHECK(b.x.sizes() == torch::IntArrayRef({16, 1, 56, 28}));
@@ -297,7 +297,7 @@ TEST_CASE("replica shares of training batches: equal parts that together make th
   test::make_images(103, 5, img, lab);
   Dataset d{img.unsqueeze(1), lab};
   auto norm = Normalizer::identity(1);
-  BatchSource whole(d, norm, 12, true, {}, 42), first(d, norm, 12, true, {}, 42), second(d, norm, 12, true, {}, 42);
+  MemorySource whole(d, norm, 12, true, {}, 42), first(d, norm, 12, true, {}, 42), second(d, norm, 12, true, {}, 42);
   first.shard(0, 2);
   second.shard(1, 2);
   for (auto* s : {&whole, &first, &second}) s->start_epoch(3);
@@ -308,8 +308,8 @@ TEST_CASE("replica shares of training batches: equal parts that together make th
     CHECK(torch::equal(torch::cat({a.x, b.x}), w.x));
     CHECK(torch::equal(torch::cat({a.y, b.y}), w.y));
   }
-  BatchSource odd(d, norm, 10, true, {}, 42);
+  MemorySource odd(d, norm, 10, true, {}, 42);
   CHECK_THROWS_WITH(odd.shard(0, 3), Contains("batch of 10"));
-  BatchSource eval(d, norm, 10, false, {}, 42);
+  MemorySource eval(d, norm, 10, false, {}, 42);
   CHECK_THROWS(eval.shard(0, 2));
 }

@@ -11,7 +11,7 @@
 namespace bll {
 
 struct DataConfig {
-  std::string dataset;       // fashion-mnist | mnist | cifar10 | reversal (generated, no files)
+  std::string dataset;       // fashion-mnist | mnist | cifar10 | reversal (generated, no files) | folder
   std::string dir;           // folder holding the data set's files
   bool normalize = true;     // per-channel standardization with train-set statistics
   bool hflip = false;        // random horizontal flip (training only)
@@ -19,6 +19,9 @@ struct DataConfig {
   int64_t train_limit = 0;   // use only the first N training samples; 0 = all
   int64_t test_limit = 0;    // use only the first N test samples; 0 = all
   std::string task;          // classify | autoencode (supplement §2.1: 56x28 image + uncertainty)
+  // folder: the images' side, channels, decoding threads, and the random resized crop's range
+  int64_t image_size = 224, channels = 3, workers = 2;
+  double scale_min = 0.08, scale_max = 1.0, ratio_min = 0.75, ratio_max = 4.0 / 3.0;
 };
 
 struct ModelConfig {

@@ -85,8 +85,9 @@ std::vector<KeySpec> make_schema() {
   using C = Config;
   return {
     row("data.dataset", &C::data, &DataConfig::dataset, "",
-        "data set: fashion-mnist, mnist, cifar10, or reversal (the sequence task, generated from train.seed)",
-        required_one_of({"fashion-mnist", "mnist", "cifar10", "reversal"})),
+        "data set: fashion-mnist, mnist, cifar10, reversal (the sequence task, generated from train.seed), or "
+        "folder (your images: data.dir/train/<class>/* and data.dir/val/<class>/*, JPEG or PNG)",
+        required_one_of({"fashion-mnist", "mnist", "cifar10", "reversal", "folder"})),
     row("data.dir", &C::data, &DataConfig::dir, "",
         "folder with the data set's files, relative to the working directory (scripts/get_data.sh fills data/); required but for reversal"),
     row("data.normalize", &C::data, &DataConfig::normalize, "true", "standardize each channel with train-set mean and std"),
@@ -95,6 +96,17 @@ std::vector<KeySpec> make_schema() {
         "classify (labels) or autoencode: reconstruct the image stacked on a 0.2 uncertainty patch (56x28), supplement §2.1",
         one_of({"classify", "autoencode"})),
     row("data.crop_padding", &C::data, &DataConfig::crop_padding, "0", "random crop after zero padding by this many pixels (0 = off)", range(0, 16)),
+    row("data.image_size", &C::data, &DataConfig::image_size, "224",
+        "folder: side of the square images the network sees (training: a random resized crop; evaluation: the centre "
+        "crop of the image resized to image_size / 0.875)", range(8, 4096)),
+    row("data.channels", &C::data, &DataConfig::channels, "3",
+        "folder: 3 (RGB; grey and CMYK files are converted) or 1 (grey)", range(1, 3)),
+    row("data.workers", &C::data, &DataConfig::workers, "2",
+        "folder: threads that decode and crop the next batch while the pipeline trains", range(1, 256)),
+    row("data.scale_min", &C::data, &DataConfig::scale_min, "0.08", "folder: smallest area fraction of a random resized crop", range(1e-6, 1)),
+    row("data.scale_max", &C::data, &DataConfig::scale_max, "1.0", "folder: largest area fraction of a random resized crop", range(1e-6, 1)),
+    row("data.ratio_min", &C::data, &DataConfig::ratio_min, "0.75", "folder: smallest aspect ratio (width / height) of a random resized crop", range(1e-3, 1e3)),
+    row("data.ratio_max", &C::data, &DataConfig::ratio_max, "1.3333333333333333", "folder: largest aspect ratio of a random resized crop", range(1e-3, 1e3)),
     row("data.train_limit", &C::data, &DataConfig::train_limit, "0", "use only the first N training samples (0 = all; reversal: sequences per epoch, 0 = 50000)", range(0, kBig)),
     row("data.test_limit", &C::data, &DataConfig::test_limit, "0", "use only the first N test samples (0 = all; reversal: held-out sequences, 0 = 10000)", range(0, kBig)),
 
@@ -238,6 +250,7 @@ std::vector<KeySpec> make_schema() {
 // (a new key is safe by default). runtime.replicas changes the batch each batch-norm sees: the
 // trainer warns that such a resume will not match bit for bit.
 const char* const kFreeOnResume[] = {
+    "data.workers",
     "runtime.run_dir",       "runtime.overwrite", "runtime.threads",         "runtime.blas_threads",
     "runtime.progress",      "runtime.log_every", "runtime.wait",            "runtime.timeout_s",
     "runtime.keep_freed_memory", "runtime.blocks_per_rank", "runtime.save_params", "runtime.device",

@@ -44,16 +44,16 @@ torch::Tensor Normalizer::apply(const torch::Tensor& images_u8) const {
   return x.sub_(mean.view({1, -1, 1, 1})).div_(std.view({1, -1, 1, 1}));
 }
 
-BatchSource::BatchSource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed)
-    : data_(std::move(data)), norm_(std::move(norm)), batch_size_(batch_size), train_(train), aug_(aug), seed_(seed) {
-  order_.resize(size_t(data_.size()));
+BatchSource::BatchSource(int64_t samples, int64_t batch_size, bool train, uint64_t seed)
+    : samples_(samples), batch_size_(batch_size), train_(train), seed_(seed) {
+  order_.resize(size_t(samples_));
   std::iota(order_.begin(), order_.end(), 0);
 }
 
-int64_t BatchSource::num_batches() const { return bll::num_batches(data_.size(), batch_size_, train_); }
+int64_t BatchSource::num_batches() const { return bll::num_batches(samples_, batch_size_, train_); }
 
 int64_t BatchSource::batch_size_of(int64_t t) const {
-  return bll::batch_size_of(data_.size(), batch_size_, t) / shards_;
+  return bll::batch_size_of(samples_, batch_size_, t) / shards_;
 }
 
 void BatchSource::shard(int64_t index, int64_t count) {
@@ -65,23 +65,39 @@ void BatchSource::shard(int64_t index, int64_t count) {
 
 void BatchSource::start_epoch(int64_t epoch) {
   epoch_ = epoch;
-  rng_.seed(seed_ * 1000003ull + uint64_t(epoch) * 7919ull + (train_ ? 1 : 2));
+  std::mt19937_64 rng(seed_ * 1000003ull + uint64_t(epoch) * 7919ull + (train_ ? 1 : 2));
   std::iota(order_.begin(), order_.end(), 0);
   if (!train_) return;
   // Fisher-Yates with our own draws: the same permutation on every platform and library.
   for (size_t i = order_.size(); i > 1; --i) {
-    const size_t j = size_t(rng_() % i);
+    const size_t j = size_t(rng() % i);
     std::swap(order_[i - 1], order_[j]);
   }
 }
 
-torch::Tensor BatchSource::augment(torch::Tensor img) {
+std::vector<int64_t> BatchSource::samples_of(int64_t t) const {
+  const int64_t b = batch_size_of(t), from = t * batch_size_ + first_row_of(t);
+  return std::vector<int64_t>(order_.begin() + from, order_.begin() + from + b);
+}
+
+std::mt19937_64 BatchSource::batch_rng(int64_t t, uint64_t salt) const {
+  // Batch t's draws depend on (seed, epoch, t) alone, so a run resumed at any batch (or a
+  // source that read ahead) augments exactly as an uninterrupted one.
+  const uint64_t e = uint64_t(epoch_), b = uint64_t(t);
+  std::seed_seq seq{uint32_t(seed_), uint32_t(seed_ >> 32), uint32_t(e), uint32_t(b), uint32_t(b >> 32), uint32_t(salt)};
+  return std::mt19937_64(seq);
+}
+
+MemorySource::MemorySource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed)
+    : BatchSource(data.size(), batch_size, train, seed), data_(std::move(data)), norm_(std::move(norm)), aug_(aug) {}
+
+torch::Tensor MemorySource::augment(torch::Tensor img, std::mt19937_64& rng) const {
   if (aug_.crop_padding > 0) {
     const int64_t p = aug_.crop_padding, h = img.size(2), w = img.size(3);
     auto padded = torch::constant_pad_nd(img, {p, p, p, p}, 0);
     auto out = torch::empty_like(img);
     for (int64_t i = 0; i < img.size(0); ++i) {
-      const int64_t dy = int64_t(rng_() % uint64_t(2 * p + 1)), dx = int64_t(rng_() % uint64_t(2 * p + 1));
+      const int64_t dy = int64_t(rng() % uint64_t(2 * p + 1)), dx = int64_t(rng() % uint64_t(2 * p + 1));
       out[i].copy_(padded[i].narrow(1, dy, h).narrow(2, dx, w));
     }
     img = out;
@@ -89,7 +105,7 @@ torch::Tensor BatchSource::augment(torch::Tensor img) {
   if (aug_.hflip) {
     std::vector<int64_t> flip;
     for (int64_t i = 0; i < img.size(0); ++i)
-      if (rng_() & 1) flip.push_back(i);
+      if (rng() & 1) flip.push_back(i);
     if (!flip.empty()) {
       auto idx = torch::tensor(flip, torch::kInt64);
       img = img.clone();
@@ -99,9 +115,9 @@ torch::Tensor BatchSource::augment(torch::Tensor img) {
   return img;
 }
 
-Batch BatchSource::get(int64_t t) {
-  const int64_t b = batch_size_of(t);
-  auto idx = torch::from_blob(order_.data() + t * batch_size_ + shard_ * b, {b}, torch::kInt64).clone();
+Batch MemorySource::get(int64_t t) {
+  std::vector<int64_t> rows = samples_of(t);
+  auto idx = torch::from_blob(rows.data(), {int64_t(rows.size())}, torch::kInt64).clone();
   auto img = data_.images.index_select(0, idx);
   if (data_.sequences()) return {img.to(torch::kFloat32), data_.labels.index_select(0, idx)};  // token ids
   if (data_.reconstruct) {  // the target is the input: values in [0, 1], no augmentation
@@ -109,12 +125,8 @@ Batch BatchSource::get(int64_t t) {
     return {x, x.clone()};
   }
   if (train_ && (aug_.crop_padding > 0 || aug_.hflip)) {
-    // Batch t's draws depend on (seed, epoch, t) alone, so a run resumed at any batch (or a
-    // source that read ahead) augments exactly as an uninterrupted one.
-    const uint64_t e = uint64_t(epoch_), b = uint64_t(t);
-    std::seed_seq seq{uint32_t(seed_), uint32_t(seed_ >> 32), uint32_t(e), uint32_t(b), uint32_t(b >> 32), 0x3bcc908bu};
-    rng_.seed(seq);
-    img = augment(img);
+    std::mt19937_64 rng = batch_rng(t, 0x3bcc908bu);
+    img = augment(img, rng);
   }
   return {norm_.apply(img), data_.labels.index_select(0, idx)};
 }

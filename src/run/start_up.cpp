@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "bll/data/dataset.h"
 #include "bll/error.h"
 #include "bll/run_dir.h"
 #include "checkpoint/checkpointer.h"
@@ -42,13 +41,6 @@ DataInfo unpack(const torch::Tensor& v) {
 
 
 
-Dataset slice(const Dataset& d, Share s) {
-  Dataset out = d;
-  out.images = d.images.narrow(0, s.begin, s.count);
-  out.labels = d.labels.narrow(0, s.begin, s.count);
-  return out;
-}
-
 }  // namespace
 
 DataInfo start_up(const Config& config, std::string& run_dir, std::string& resume_from, const Grid& grid,
@@ -67,27 +59,12 @@ DataInfo start_up(const Config& config, std::string& run_dir, std::string& resum
       std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
     }
     if (grid.pipeline.rank() != 0) return;
-    DataSplit split = load_dataset(config.data, uint64_t(config.train.seed));
-    info.n_train = split.train.size();
-    info.n_test = split.test.size();
-    info.num_classes = split.num_classes;
-    const auto s = split.train.images.sizes();
-    info.sample_shape = Shape(s.begin() + 1, s.end());
-    info.label_shape = Shape(split.train.labels.sizes().begin() + 1, split.train.labels.sizes().end());
-    if (split.train.reconstruct) {  // the target is the input; its size takes the place of the classes
-      info.label_shape = info.sample_shape;
-      info.num_classes = split.train.images[0].numel();
-      info.float_labels = 1;
-    }
-    const Normalizer norm = normalizer_for(config.data.normalize, split.train);
-    const uint64_t seed = uint64_t(config.train.seed);
-    const int64_t batch = config.train.batch_size, replica_batch = batch / grid.num_replicas;
-    data.train.emplace(split.train, norm, batch, true, Augment{config.data.hflip, config.data.crop_padding}, seed);
-    if (grid.num_replicas > 1) data.train->shard(grid.replica, grid.num_replicas);
-    data.test.emplace(slice(split.test, share_of(info.n_test, grid.replica, grid.num_replicas)), norm,
-                      replica_batch, false, Augment{}, seed);
+    OpenData opened = open_data(config, grid.replica, grid.num_replicas);
+    info = opened.info;
+    data.train = std::move(opened.train);
+    data.test = std::move(opened.test);
     if (data.train->num_batches() == 0)
-      throw ConfigError(config.source + ": key 'train.batch_size': " + std::to_string(batch) +
+      throw ConfigError(config.source + ": key 'train.batch_size': " + std::to_string(config.train.batch_size) +
                         " is larger than the training set (" + std::to_string(info.n_train) + " samples)");
   });
   grid.world.broadcast_string(run_dir, 0);

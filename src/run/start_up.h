@@ -2,36 +2,21 @@
 // loads the data, and every rank learns what it needs of it. Internal to the trainer.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "bll/config.h"
 #include "bll/data/loader.h"
+#include "bll/data/sources.h"
 #include "bll/models/model.h"
 #include "bll/transport/grid.h"
 
 namespace bll {
 
-// What every rank must know about the data; only the feeding ranks hold the data itself.
-struct DataInfo {
-  int64_t n_train = 0, n_test = 0, num_classes = 0;
-  Shape sample_shape;  // {C, H, W}, or {T} for token sequences
-  Shape label_shape;   // {} for a class per sample, {T} for a class per token, the image to reconstruct
-  int64_t float_labels = 0;  // 1: targets are images (data.task autoencode), else class indices
-};
-
 struct RankData {  // the feeding rank of each replica only
-  std::optional<BatchSource> train, test;
+  std::unique_ptr<BatchSource> train, test;
 };
-
-// The samples [begin, begin + count) of n that replica r of R evaluates.
-struct Share {
-  int64_t begin, count;
-};
-inline Share share_of(int64_t n, int r, int R) {
-  const int64_t begin = n * r / R;
-  return {begin, n * (r + 1) / R - begin};
-}
 
 // World rank 0 finds the checkpoint to resume from (checkpoint.resume; `resume_from` stays
 // empty when there is none) and claims the run directory (a resumed run keeps its own); the

@@ -11,8 +11,7 @@
 
 #include "bll/checkpoint.h"
 #include "bll/config.h"
-#include "bll/data/dataset.h"
-#include "bll/data/loader.h"
+#include "bll/data/sources.h"
 #include "bll/error.h"
 #include "bll/learner.h"
 #include "bll/models/model.h"
@@ -46,11 +45,10 @@ int run(const std::vector<std::string>& args) {
   std::map<std::string, torch::Tensor> file;
   for (auto& [name, t] : bll::read_safetensors(args[1])) file[name] = t;
 
-  const bll::DataSplit split = bll::load_dataset(config.data, uint64_t(config.train.seed));
-  const auto sizes = split.train.images.sizes();
-  const bll::Shape sample(sizes.begin() + 1, sizes.end());
-  const bool recon = split.train.reconstruct;
-  const int64_t classes = recon ? split.train.images[0].numel() : split.num_classes;
+  bll::OpenData data = bll::open_data(config);
+  const bll::Shape sample = data.info.sample_shape;
+  const bool recon = data.info.float_labels != 0;
+  const int64_t classes = data.info.num_classes;
   std::optional<bll::TwinCodes> twin;
   if (config.loss.feedback == "twin") twin.emplace(config, sample, classes);
   const bll::Placement one_process(config.model.blocks, 1, {}, config.loss.span);
@@ -58,8 +56,7 @@ int run(const std::vector<std::string>& args) {
   for (auto& l : learners)
     for (auto& block : l.blocks()) load_block(block, file, args[1]);
 
-  bll::BatchSource test(split.test, bll::normalizer_for(config.data.normalize, split.train), config.train.batch_size,
-                        false, bll::Augment{}, uint64_t(config.train.seed));
+  bll::BatchSource& test = *data.test;
   test.start_epoch(0);
   std::vector<bll::BlockStats> stats(size_t(config.model.blocks));
   for (int64_t t = 0; t < test.num_batches(); ++t) {
@@ -71,10 +68,10 @@ int run(const std::vector<std::string>& args) {
   const bll::BlockStats& out = stats.back();
   if (recon) {
     std::printf("bll-eval: %s on the %s test set (%lld samples): S15 %.4f\n", args[1].c_str(),
-                config.data.dataset.c_str(), (long long)split.test.size(), out.s15 / out.samples);
+                config.data.dataset.c_str(), (long long)data.info.n_test, out.s15 / out.samples);
   } else {
     std::printf("bll-eval: %s on the %s test set (%lld samples): top-1 %.2f%%  top-3 %.2f%%\n", args[1].c_str(),
-                config.data.dataset.c_str(), (long long)split.test.size(), 100.0 * out.correct1 / out.samples,
+                config.data.dataset.c_str(), (long long)data.info.n_test, 100.0 * out.correct1 / out.samples,
                 100.0 * out.correct3 / out.samples);
     for (size_t k = 0; k + 1 < stats.size(); ++k)
       std::printf("  block %zu readout: top-1 %.2f%%\n", k, 100.0 * stats[k].correct1 / std::max(1.0, stats[k].samples));

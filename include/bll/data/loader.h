@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <random>
+#include <vector>
 
 #include "bll/data/dataset.h"
 
@@ -33,13 +34,16 @@ struct Augment {
   int64_t crop_padding = 0;
 };
 
-// Batches of one split. Training sources shuffle each epoch with a generator seeded by
-// (seed, epoch), so the order depends only on those two numbers, and augment batch t with one
-// seeded by (seed, epoch, t); they drop the last partial batch so that every batch has the
-// same shape. Any batch can be read first: a resumed run reads on where it stopped. Evaluation sources keep the order and the tail.
+// Batches of one split: the interface every data source gives the schedules, and the order of
+// the samples. Training sources shuffle each epoch with a generator seeded by (seed, epoch), so
+// the order depends only on those two numbers, and augment batch t with draws seeded by (seed,
+// epoch, t); they drop the last partial batch so that every batch has the same shape. Any batch
+// can be read first: a resumed run reads on where it stopped. Evaluation sources keep the order
+// and the tail.
 class BatchSource {
  public:
-  BatchSource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed);
+  BatchSource(int64_t samples, int64_t batch_size, bool train, uint64_t seed);
+  virtual ~BatchSource() = default;
 
   // Training with runtime.replicas: batch t becomes share `index` of `count` equal shares of
   // the batch t the whole source would give (batch_size must be a multiple of count), so that
@@ -48,21 +52,35 @@ class BatchSource {
 
   int64_t num_batches() const;
   int64_t batch_size_of(int64_t t) const;  // samples in batch t (of this shard)
-  void start_epoch(int64_t epoch);          // re-shuffles (training) and re-seeds augmentation
-  Batch get(int64_t t);                     // batch t of the current epoch, in order
+  virtual void start_epoch(int64_t epoch);  // re-shuffles (training) and re-seeds augmentation
+  virtual Batch get(int64_t t) = 0;         // batch t of the current epoch, in order
 
- private:
-  torch::Tensor augment(torch::Tensor images_u8);
+ protected:
+  // The samples of this shard's part of batch t, and the position of the first in the whole batch.
+  std::vector<int64_t> samples_of(int64_t t) const;
+  int64_t first_row_of(int64_t t) const { return shard_ * batch_size_of(t); }
+  // The generator of batch t's augmentation: seeded by (seed, epoch, t, salt) alone.
+  std::mt19937_64 batch_rng(int64_t t, uint64_t salt) const;
 
-  Dataset data_;
-  Normalizer norm_;
-  int64_t batch_size_;
+  int64_t samples_, batch_size_;
   bool train_;
-  Augment aug_;
   uint64_t seed_;
   int64_t shard_ = 0, shards_ = 1, epoch_ = 0;
   std::vector<int64_t> order_;
-  std::mt19937_64 rng_;
+};
+
+// A data set held in memory (the built-in ones): augmentation by padded crops and flips.
+class MemorySource : public BatchSource {
+ public:
+  MemorySource(Dataset data, Normalizer norm, int64_t batch_size, bool train, Augment aug, uint64_t seed);
+  Batch get(int64_t t) override;
+
+ private:
+  torch::Tensor augment(torch::Tensor images_u8, std::mt19937_64& rng) const;
+
+  Dataset data_;
+  Normalizer norm_;
+  Augment aug_;
 };
 
 // Number of batches and the size of batch t, for a split of n samples. Every rank computes the

@@ -1,0 +1,178 @@
+// Image files and image folders (bll/data/images.h, bll/data/folder.h): decoding, resampling,
+// crops, the folder's classes and errors, and batches that depend on (seed, epoch, t) alone.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "bll/data/folder.h"
+#include "bll/data/images.h"
+#include "bll/error.h"
+#include "fixtures.h"
+
+using namespace bll;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+Image pattern(int64_t h, int64_t w, int64_t c) {
+  Image im;
+  im.height = h, im.width = w, im.channels = c;
+  im.pixels.resize(size_t(h * w * c));
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      for (int64_t ch = 0; ch < c; ++ch) im.row(y)[x * c + ch] = uint8_t((x * 7 + y * 3 + ch * 50) % 256);
+  return im;
+}
+
+std::string data_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  FAIL("no DataError");
+  return "";
+}
+
+// The images of batch t of a fresh source over `folder`.
+torch::Tensor batch_images(const ImageFolder& folder, const ImageTransform& tf, int64_t workers, int64_t epoch,
+                           std::vector<int64_t> read) {
+  FolderSource s(folder, tf, Normalizer::identity(3), 8, true, 5, workers);
+  s.start_epoch(epoch);
+  torch::Tensor last;
+  for (int64_t t : read) last = s.images(t);
+  return last;
+}
+
+}  // namespace
+
+TEST_CASE("images: a PNG decodes to the pixels written, a JPEG close to them, grey files as RGB") {
+  const auto dir = test::temp_dir("images-decode");
+  const Image rgb = pattern(20, 30, 3);
+  write_png(dir + "/a.png", rgb);
+  const Image png = decode_image(dir + "/a.png", 3);
+  CHECK(png.height == 20);
+  CHECK(png.width == 30);
+  CHECK(png.pixels == rgb.pixels);
+
+  Image flat = rgb;
+  std::fill(flat.pixels.begin(), flat.pixels.end(), uint8_t(120));
+  write_jpeg(dir + "/b.jpg", flat, 95);
+  const Image jpg = decode_image(dir + "/b.jpg", 3);
+  REQUIRE(jpg.pixels.size() == flat.pixels.size());
+  for (uint8_t v : jpg.pixels) CHECK(std::abs(int(v) - 120) <= 2);
+
+  const Image grey = pattern(16, 16, 1);
+  write_jpeg(dir + "/g.jpg", grey, 95);
+  const Image as_rgb = decode_image(dir + "/g.jpg", 3);
+  REQUIRE(as_rgb.channels == 3);
+  for (int64_t p = 0; p < 16 * 16; ++p) {  // the grey value in every channel
+    CHECK(as_rgb.pixels[size_t(p * 3)] == as_rgb.pixels[size_t(p * 3 + 1)]);
+    CHECK(as_rgb.pixels[size_t(p * 3)] == as_rgb.pixels[size_t(p * 3 + 2)]);
+  }
+  CHECK(decode_image(dir + "/a.png", 1).channels == 1);
+
+  std::ofstream(dir + "/not.jpg") << "hello";
+  CHECK_THAT(data_error([&] { decode_image(dir + "/not.jpg", 3); }), Contains("not.jpg: neither a JPEG nor a PNG file"));
+  std::ifstream in(dir + "/b.jpg", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::ofstream(dir + "/cut.jpg", std::ios::binary) << bytes.substr(0, 40);
+  CHECK_THAT(data_error([&] { decode_image(dir + "/cut.jpg", 3); }), Contains("cut.jpg: not a readable JPEG"));
+}
+
+TEST_CASE("images: resizing keeps a flat image flat and, shrinking, averages what it leaves out") {
+  Image flat = pattern(100, 80, 3);
+  std::fill(flat.pixels.begin(), flat.pixels.end(), uint8_t(77));
+  const Image small = resize(flat, {0, 0, 100, 80}, 30, 20), big = resize(flat, {10, 10, 50, 40}, 120, 90);
+  for (uint8_t v : small.pixels) CHECK(v == 77);
+  for (uint8_t v : big.pixels) CHECK(v == 77);
+  // A one-pixel checkerboard shrunk 8x: with antialiasing every pixel is the mean grey (point
+  // sampling would keep black and white).
+  Image board = pattern(64, 64, 1);
+  for (int64_t y = 0; y < 64; ++y)
+    for (int64_t x = 0; x < 64; ++x) board.row(y)[x] = (x + y) % 2 ? 255 : 0;
+  const Image grey = resize(board, {0, 0, 64, 64}, 8, 8);
+  for (uint8_t v : grey.pixels) CHECK(std::abs(int(v) - 128) <= 2);
+  // The evaluation crop: shorter side to size / 0.875, then the centre.
+  const Image wide = pattern(64, 128, 3);
+  const Image centre = resize_center_crop(wide, 28);
+  CHECK(centre.height == 28);
+  CHECK(centre.width == 28);
+  Image mirrored = centre;
+  flip_horizontal(mirrored);
+  CHECK(mirrored.row(3)[0] == centre.row(3)[27 * 3]);
+}
+
+TEST_CASE("images: random resized boxes lie inside the image, within the scale and ratio asked") {
+  std::mt19937_64 rng(7);
+  int64_t in_range = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const Box b = random_resized_box(200, 300, 0.08, 1.0, 0.75, 4.0 / 3.0, rng);
+    REQUIRE(b.top >= 0);
+    REQUIRE(b.left >= 0);
+    REQUIRE(b.top + b.height <= 200);
+    REQUIRE(b.left + b.width <= 300);
+    const double area = double(b.height * b.width) / (200.0 * 300.0), ratio = double(b.width) / double(b.height);
+    if (area >= 0.07 && area <= 1.01 && ratio >= 0.7 && ratio <= 1.4) ++in_range;
+  }
+  CHECK(in_range == 2000);
+  const Box fallback = random_resized_box(10, 100, 0.9, 1.0, 1.0, 1.0, rng);  // no square of 90% fits
+  CHECK(fallback.height == 10);
+  CHECK(fallback.width == 10);
+  CHECK(fallback.left == 45);
+}
+
+TEST_CASE("folder: classes are the sorted sub-folders, val must use train's, and bad folders are named") {
+  const auto dir = test::temp_dir("folder-list");
+  test::write_image_folder(dir, 40, 20, 24, 1);
+  const ImageFolders f = load_image_folders([&] {
+    DataConfig c;
+    c.dir = dir;
+    return c;
+  }());
+  REQUIRE(f.train.classes.size() == 10);
+  CHECK(f.train.classes.front() == "c0");
+  CHECK(f.train.size() == 40);
+  CHECK(f.val.size() == 20);
+  for (int64_t i = 0; i < f.train.size(); ++i)
+    CHECK(fs::path(f.train.files[size_t(i)]).parent_path().filename() == "c" + std::to_string(f.train.labels[size_t(i)]));
+
+  fs::create_directories(dir + "/val/zebra");
+  std::ofstream(dir + "/val/zebra/x.png") << "x";
+  CHECK_THAT(data_error([&] { list_image_folder(dir + "/val", &f.train.classes); }),
+             Contains("val/zebra: class 'zebra' is not a class of the training split"));
+  fs::create_directories(dir + "/train/empty");
+  CHECK_THAT(data_error([&] { list_image_folder(dir + "/train"); }),
+             Contains("train/empty: no JPEG or PNG images in this class folder"));
+  CHECK_THAT(data_error([&] { list_image_folder(dir + "/nothing"); }), Contains("nothing: no such folder"));
+
+  // A file that does not decode stops the batch that holds it, named.
+  ImageFolder broken = f.val;
+  std::ofstream(dir + "/broken.jpg") << "not an image";
+  broken.files[3] = dir + "/broken.jpg";
+  FolderSource s(broken, ImageTransform{}, Normalizer::identity(3), 4, false, 1, 2);
+  s.start_epoch(0);
+  CHECK_NOTHROW(s.get(1));
+  CHECK_THAT(data_error([&] { s.get(0); }), Contains("broken.jpg: neither a JPEG nor a PNG file"));
+}
+
+TEST_CASE("folder: a batch depends on (seed, epoch, t) alone, not on the threads or what was read before") {
+  const auto dir = test::temp_dir("folder-batches");
+  test::write_image_folder(dir, 64, 16, 48, 2);
+  const ImageFolder train = list_image_folder(dir + "/train");
+  ImageTransform tf;
+  tf.size = 32, tf.hflip = true;
+  const auto a = batch_images(train, tf, 1, 1, {0, 1, 2, 3});
+  CHECK(torch::equal(a, batch_images(train, tf, 3, 1, {3})));     // read first, by three threads
+  CHECK(torch::equal(a, batch_images(train, tf, 2, 1, {5, 3})));  // after a batch further on
+  CHECK(!torch::equal(a, batch_images(train, tf, 1, 2, {3})));    // another epoch: other crops
+  CHECK(a.sizes() == torch::IntArrayRef({8, 3, 32, 32}));
+
+  // Replicas: each one's share is its rows of the whole batch.
+  FolderSource whole(train, tf, Normalizer::identity(3), 8, true, 5, 2), half(train, tf, Normalizer::identity(3), 8, true, 5, 2);
+  half.shard(1, 2);
+  whole.start_epoch(1), half.start_epoch(1);
+  CHECK(torch::equal(whole.images(2).narrow(0, 4, 4), half.images(2)));
+}
