@@ -27,7 +27,8 @@ PACKAGES=(openmpi-bin openmpi-common libopenmpi3 libopenmpi-dev libpmix2 libpmix
           libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 libevent-extra-2.1-7 libevent-openssl-2.1-7
           libevent-dev libfabric1 libucx0 libpsm2-2 libpsm-infinipath1 libibverbs1 libibverbs-dev librdmacm1
           libnl-3-200 libnl-3-dev libnl-route-3-200 libnl-route-3-dev libmunge2 libnuma1 libnuma-dev libltdl7
-          libltdl-dev libyaml-cpp0.7 libyaml-cpp-dev catch2 nlohmann-json3-dev)
+          libltdl-dev libyaml-cpp0.7 libyaml-cpp-dev catch2 nlohmann-json3-dev
+          libjpeg62-turbo libjpeg62-turbo-dev libpng16-16 libpng-dev)
 
 if [ "${1:-}" = "--prepare" ]; then
   mkdir -p "$debs"
