@@ -12,6 +12,7 @@
 #include "bll/checkpoint.h"
 #include "bll/config.h"
 #include "bll/error.h"
+#include "bll/stop.h"
 #include "fixtures.h"
 
 using namespace bll;
@@ -161,4 +162,17 @@ TEST_CASE("checkpoint: a resume refuses the runtime keys that change what is com
   for (size_t at = help.find(mark); at != std::string::npos; at = help.find(mark, at + 1)) ++marked;
   CHECK(marked == free);
   CHECK(free == 22);
+}
+
+TEST_CASE("checkpoint: the first stop signal is the one reported, and after it SIGTERM ends the process") {
+  request_stop(0);
+  install_stop_handlers();
+  std::raise(SIGTERM);  // caught: the run stops at an agreed batch
+  std::raise(SIGUSR1);  // a later signal changes nothing
+  CHECK(stop_requested() == SIGTERM);
+  const auto term = std::signal(SIGTERM, SIG_DFL);
+  CHECK(term == SIG_DFL);  // a second SIGTERM would end the process at once
+  request_stop(0);
+  std::signal(SIGUSR1, SIG_DFL);
+  std::signal(SIGXFSZ, SIG_DFL);
 }
