@@ -156,5 +156,23 @@ if [ "$device" = cuda ]; then
     done
   done
 fi
+# 5. The layout on the GPU: runtime.memory_format auto is contiguous there until channels-last is
+# measured faster (ResNet-18 width 64, one rank, each precision, the two layouts alternated).
+if [ "$device" = cuda ]; then
+  row ""; row "### ResNet-18 width 64 on one rank: runtime.memory_format"; row ""
+  row "| precision | contiguous samples/s | channels_last samples/s |"; row "|---|---|---|"
+  for precision in fp32 bf16; do
+    cells=""
+    for layout in contiguous channels_last; do
+      rm -f "$out/layout/metrics.jsonl"
+      timeout 120 "$bll" configs/fmnist_resnet18.yaml model.width=64 runtime.device=cuda runtime.precision=$precision \
+        runtime.memory_format=$layout train.epochs=1 data.train_limit=$((samples / 4)) data.test_limit=256 \
+        runtime.progress=off runtime.save_params=false runtime.run_dir="$out/layout" runtime.overwrite=true >>"$log" 2>&1
+      sps=$(sed -n 's/.*"samples_per_sec":\([0-9.]*\).*/\1/p' "$out/layout/metrics.jsonl" 2>/dev/null | head -1)
+      cells="$cells | ${sps:-failed}"
+    done
+    row "| $precision$cells |"
+  done
+fi
 row ""
 row "Took $((SECONDS - started)) s. Commands: scripts/reference_bench.py (per table), scripts/gpu_check.sh."
