@@ -64,6 +64,17 @@ expect "a file that does not decode stops a 2-rank run, named" 3 "^bll-train: er
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" "${folder_keys[@]}" data.dir="$work/images_bad" data.normalize=false \
   runtime.run_dir="$work/folder_bad"
 
+# Packed shards: bll-pack packs the folder (and goes on after a cut); they train; a bad shard is named.
+pack=$(dirname "$train")/bll-pack
+expect "bll-pack packs an image folder" 0 '' -- "$pack" "$work/images" "$work/packed" --side 36 --shard-images 64
+expect "bll-pack refuses a bad option, named" 2 "^bll-pack: error: --side: expected an integer" -- "$pack" "$work/images" "$work/p2" --side big
+expect "packed shards train on 2 ranks" 0 '' -- "$mpiexec" -np 2 "$train" "$work/ok.yaml" data.dataset=packed \
+  data.dir="$work/packed" data.image_size=32 runtime.run_dir="$work/packed_run" runtime.overwrite=true
+shard=$(ls "$work"/packed/train-*.bin | head -1)
+head -c 1000 "$shard" >"$work/short.bin" && cp "$work/short.bin" "$shard"
+expect "a truncated shard is named" 3 "train-00000.bin: 1000 bytes, the manifest says [0-9]+ \(a truncated shard\)" -- \
+  "$train" "$work/ok.yaml" data.dataset=packed data.dir="$work/packed" data.image_size=32
+
 # Under mpirun: the error comes once (from rank 0) and the job exits non-zero without hanging.
 expect "truncated data file, 2 ranks" 3 "^bll-train: error: .*trunc/train-images-idx3-ubyte.gz" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" data.dir="$work/trunc"

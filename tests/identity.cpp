@@ -6,6 +6,7 @@
 #include "bll/placement.h"
 #include "bll/transport/mpi.h"
 #include "fixtures.h"
+#include "bll/data/packed.h"
 
 namespace bll::test {
 
@@ -55,6 +56,9 @@ std::string shared_fixture(Transport& t) {
     dir = temp_dir("mpi-data");
     write_idx_dataset(dir, 512, 256, 5);
     write_image_folder(dir + "/folder", 512, 96, 40, 5);  // data.dataset folder, in <dir>/folder
+    PackOptions pack;                                        // and packed, in <dir>/packed
+    pack.side = 36, pack.shard_images = 200;
+    pack_image_folder(dir + "/folder", dir + "/packed", pack);
   }
   t.broadcast_string(dir, 0);
   return dir;

@@ -7,6 +7,8 @@
 
 #include "bll/data/folder.h"
 #include "bll/data/images.h"
+#include "bll/data/packed.h"
+#include "bll/checkpoint.h"
 #include "bll/error.h"
 #include "fixtures.h"
 
@@ -39,7 +41,7 @@ std::string data_error(const std::function<void()>& f) {
 // The images of batch t of a fresh source over `folder`.
 torch::Tensor batch_images(const ImageFolder& folder, const ImageTransform& tf, int64_t workers, int64_t epoch,
                            std::vector<int64_t> read) {
-  FolderSource s(folder, tf, Normalizer::identity(3), 8, true, 5, workers);
+  ImageSource s(folder_store(folder, 3), tf, Normalizer::identity(3), 8, true, 5, workers);
   s.start_epoch(epoch);
   torch::Tensor last;
   for (int64_t t : read) last = s.images(t);
@@ -127,11 +129,7 @@ TEST_CASE("images: random resized boxes lie inside the image, within the scale a
 TEST_CASE("folder: classes are the sorted sub-folders, val must use train's, and bad folders are named") {
   const auto dir = test::temp_dir("folder-list");
   test::write_image_folder(dir, 40, 20, 24, 1);
-  const ImageFolders f = load_image_folders([&] {
-    DataConfig c;
-    c.dir = dir;
-    return c;
-  }());
+  const ImageFolders f = list_image_folders(dir);
   REQUIRE(f.train.classes.size() == 10);
   CHECK(f.train.classes.front() == "c0");
   CHECK(f.train.size() == 40);
@@ -152,7 +150,7 @@ TEST_CASE("folder: classes are the sorted sub-folders, val must use train's, and
   ImageFolder broken = f.val;
   std::ofstream(dir + "/broken.jpg") << "not an image";
   broken.files[3] = dir + "/broken.jpg";
-  FolderSource s(broken, ImageTransform{}, Normalizer::identity(3), 4, false, 1, 2);
+  ImageSource s(folder_store(broken, 3), ImageTransform{}, Normalizer::identity(3), 4, false, 1, 2);
   s.start_epoch(0);
   CHECK_NOTHROW(s.get(1));
   CHECK_THAT(data_error([&] { s.get(0); }), Contains("broken.jpg: neither a JPEG nor a PNG file"));
@@ -171,8 +169,65 @@ TEST_CASE("folder: a batch depends on (seed, epoch, t) alone, not on the threads
   CHECK(a.sizes() == torch::IntArrayRef({8, 3, 32, 32}));
 
   // Replicas: each one's share is its rows of the whole batch.
-  FolderSource whole(train, tf, Normalizer::identity(3), 8, true, 5, 2), half(train, tf, Normalizer::identity(3), 8, true, 5, 2);
+  ImageSource whole(folder_store(train, 3), tf, Normalizer::identity(3), 8, true, 5, 2),
+      half(folder_store(train, 3), tf, Normalizer::identity(3), 8, true, 5, 2);
   half.shard(1, 2);
   whole.start_epoch(1), half.start_epoch(1);
   CHECK(torch::equal(whole.images(2).narrow(0, 4, 4), half.images(2)));
+}
+
+TEST_CASE("packed: bll-pack's shards hold the centre squares of the folder's images, with their labels") {
+  const auto dir = test::temp_dir("packed-content");
+  test::write_image_folder(dir + "/images", 30, 12, 40, 3);
+  PackOptions opt;
+  opt.side = 24, opt.shard_images = 7, opt.workers = 2;
+  std::vector<std::string> lines;
+  opt.progress = [&](const std::string& line) { lines.push_back(line); };
+  const PackManifest m = pack_image_folder(dir + "/images", dir + "/packed", opt);
+  CHECK(m.complete);
+  CHECK(m.shards.size() == 5 + 2);  // 30 training images in shards of 7, 12 validation images
+  CHECK(lines.size() == m.shards.size());
+  const ImageFolders f = list_image_folders(dir + "/images");
+  PackManifest read;
+  const auto train = open_packed(dir + "/packed", "train", &read);
+  CHECK(read.classes == f.train.classes);
+  REQUIRE(train->size() == 30);
+  for (int64_t i : {0, 6, 7, 29}) {
+    INFO("image " << i);
+    CHECK(train->label(i) == f.train.labels[size_t(i)]);
+    CHECK(train->image(i).pixels == center_square(decode_image(f.train.files[size_t(i)], 3), 24).pixels);
+  }
+  CHECK(open_packed(dir + "/packed", "val", nullptr)->size() == 12);
+}
+
+TEST_CASE("packed: a pack cut off goes on where it stopped, and a cut, truncated or corrupt pack is named") {
+  const auto dir = test::temp_dir("packed-faults");
+  test::write_image_folder(dir + "/images", 20, 8, 32, 4);
+  PackOptions opt;
+  opt.side = 16, opt.shard_images = 6;
+  const PackManifest whole = pack_image_folder(dir + "/images", dir + "/packed", opt);
+  // Cut off after its second shard: the manifest lists two shards and has no end.
+  PackManifest cut = whole;
+  cut.shards.resize(2);
+  cut.complete = false;
+  write_atomically(dir + "/packed/MANIFEST", format_pack_manifest(cut));
+  fs::remove(dir + "/packed/" + whole.shards[2].file);
+  CHECK_THAT(data_error([&] { open_packed(dir + "/packed", "train", nullptr); }),
+             Contains("MANIFEST: the pack was cut off (run bll-pack again to finish it)"));
+  int64_t written = 0;
+  opt.progress = [&](const std::string&) { ++written; };
+  const PackManifest again = pack_image_folder(dir + "/images", dir + "/packed", opt);
+  CHECK(written == int64_t(whole.shards.size()) - 2);  // only the shards that were missing
+  REQUIRE(again.shards.size() == whole.shards.size());
+  for (size_t k = 0; k < whole.shards.size(); ++k) CHECK(again.shards[k].crc == whole.shards[k].crc);
+
+  const std::string shard = dir + "/packed/" + whole.shards[1].file, bytes = read_bytes(shard);
+  std::string flipped = bytes;
+  flipped[flipped.size() / 2] ^= 1;
+  write_atomically(shard, flipped);
+  CHECK_THAT(data_error([&] { open_packed(dir + "/packed", "train", nullptr); }), Contains(whole.shards[1].file + ": CRC mismatch"));
+  write_atomically(shard, bytes.substr(0, 100));
+  CHECK_THAT(data_error([&] { open_packed(dir + "/packed", "train", nullptr); }), Contains("(a truncated shard)"));
+  write_atomically(dir + "/packed/MANIFEST", "bll-pack 1\nside x\n");
+  CHECK_THAT(data_error([&] { open_packed(dir + "/packed", "train", nullptr); }), Contains("malformed pack manifest (line 'side x')"));
 }

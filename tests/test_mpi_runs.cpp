@@ -131,6 +131,7 @@ TEST_CASE("a run stopped mid-epoch and resumed on K ranks or on 1 ends bit-ident
       {"twin feedback", {"loss.feedback=twin"}},
       {"bp, gpipe, 2 micro-batches", {"train.method=bp", "train.micro_batches=2"}},
       {"image folder", {"data.dataset=folder", "data.dir=" + data + "/folder", "data.image_size=32", "data.hflip=true"}},
+      {"packed shards", {"data.dataset=packed", "data.dir=" + data + "/packed", "data.image_size=32", "data.hflip=true"}},
   };
   for (const auto& [label, overrides] : variants) {
     INFO(label << " on " << t->size() << " ranks");

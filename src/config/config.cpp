@@ -254,8 +254,9 @@ Config resolve(const Entries& entries, const std::string& source) {
   if (c.data.scale_min > c.data.scale_max || c.data.ratio_min > c.data.ratio_max)
     throw ConfigError(source + ": key 'data." + std::string(c.data.scale_min > c.data.scale_max ? "scale" : "ratio") +
                       "_min': larger than its _max");
-  if (c.data.task == "autoencode" && c.data.dataset == "folder")
-    throw ConfigError(source + ": key 'data.task': autoencode needs grey 28x28 images (mnist or fashion-mnist), not folder");
+  if (c.data.task == "autoencode" && (c.data.dataset == "folder" || c.data.dataset == "packed"))
+    throw ConfigError(source + ": key 'data.task': autoencode needs grey 28x28 images (mnist or fashion-mnist), not " +
+                      c.data.dataset);
   if (c.loss.span > c.model.blocks)
     throw ConfigError(source + ": key 'loss.span': a span of " + std::to_string(c.loss.span) +
                       " blocks is longer than the network (model.blocks " + std::to_string(c.model.blocks) + ")");

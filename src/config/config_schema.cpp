@@ -86,8 +86,9 @@ std::vector<KeySpec> make_schema() {
   return {
     row("data.dataset", &C::data, &DataConfig::dataset, "",
         "data set: fashion-mnist, mnist, cifar10, reversal (the sequence task, generated from train.seed), or "
-        "folder (your images: data.dir/train/<class>/* and data.dir/val/<class>/*, JPEG or PNG)",
-        required_one_of({"fashion-mnist", "mnist", "cifar10", "reversal", "folder"})),
+        "folder (your images: data.dir/train/<class>/* and data.dir/val/<class>/*, JPEG or PNG), or packed "
+        "(an image folder packed into shards by bll-pack: crops without decoding)",
+        required_one_of({"fashion-mnist", "mnist", "cifar10", "reversal", "folder", "packed"})),
     row("data.dir", &C::data, &DataConfig::dir, "",
         "folder with the data set's files, relative to the working directory (scripts/get_data.sh fills data/); required but for reversal"),
     row("data.normalize", &C::data, &DataConfig::normalize, "true", "standardize each channel with train-set mean and std"),
@@ -97,16 +98,16 @@ std::vector<KeySpec> make_schema() {
         one_of({"classify", "autoencode"})),
     row("data.crop_padding", &C::data, &DataConfig::crop_padding, "0", "random crop after zero padding by this many pixels (0 = off)", range(0, 16)),
     row("data.image_size", &C::data, &DataConfig::image_size, "224",
-        "folder: side of the square images the network sees (training: a random resized crop; evaluation: the centre "
+        "folder, packed: side of the square images the network sees (training: a random resized crop; evaluation: the centre "
         "crop of the image resized to image_size / 0.875)", range(8, 4096)),
     row("data.channels", &C::data, &DataConfig::channels, "3",
-        "folder: 3 (RGB; grey and CMYK files are converted) or 1 (grey)", range(1, 3)),
+        "folder, packed: 3 (RGB; grey and CMYK files are converted) or 1 (grey)", range(1, 3)),
     row("data.workers", &C::data, &DataConfig::workers, "2",
-        "folder: threads that decode and crop the next batch while the pipeline trains", range(1, 256)),
-    row("data.scale_min", &C::data, &DataConfig::scale_min, "0.08", "folder: smallest area fraction of a random resized crop", range(1e-6, 1)),
-    row("data.scale_max", &C::data, &DataConfig::scale_max, "1.0", "folder: largest area fraction of a random resized crop", range(1e-6, 1)),
-    row("data.ratio_min", &C::data, &DataConfig::ratio_min, "0.75", "folder: smallest aspect ratio (width / height) of a random resized crop", range(1e-3, 1e3)),
-    row("data.ratio_max", &C::data, &DataConfig::ratio_max, "1.3333333333333333", "folder: largest aspect ratio of a random resized crop", range(1e-3, 1e3)),
+        "folder, packed: threads that decode (folder) and crop the next batch while the pipeline trains", range(1, 256)),
+    row("data.scale_min", &C::data, &DataConfig::scale_min, "0.08", "folder, packed: smallest area fraction of a random resized crop", range(1e-6, 1)),
+    row("data.scale_max", &C::data, &DataConfig::scale_max, "1.0", "folder, packed: largest area fraction of a random resized crop", range(1e-6, 1)),
+    row("data.ratio_min", &C::data, &DataConfig::ratio_min, "0.75", "folder, packed: smallest aspect ratio (width / height) of a random resized crop", range(1e-3, 1e3)),
+    row("data.ratio_max", &C::data, &DataConfig::ratio_max, "1.3333333333333333", "folder, packed: largest aspect ratio of a random resized crop", range(1e-3, 1e3)),
     row("data.train_limit", &C::data, &DataConfig::train_limit, "0", "use only the first N training samples (0 = all; reversal: sequences per epoch, 0 = 50000)", range(0, kBig)),
     row("data.test_limit", &C::data, &DataConfig::test_limit, "0", "use only the first N test samples (0 = all; reversal: held-out sequences, 0 = 10000)", range(0, kBig)),
 

@@ -66,7 +66,7 @@ Dataset with_uncertainty_patch(Dataset d) {
 
 std::optional<DataShape> known_shape(const DataConfig& config) {
   if (config.dataset == "reversal") return DataShape{{kReversalLength}, kReversalLength};
-  if (config.dataset == "folder") return std::nullopt;  // the classes are the folder's
+  if (config.dataset == "folder" || config.dataset == "packed") return std::nullopt;  // the classes are the folder's
   DataShape shape{{1, 28, 28}, 10};  // mnist, fashion-mnist
   if (config.dataset == "cifar10") shape.sample = {3, 32, 32};
   if (config.task == "autoencode") {  // 28x28 stacked on its uncertainty patch (with_uncertainty_patch)

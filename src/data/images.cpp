@@ -252,8 +252,11 @@ Box random_resized_box(int64_t height, int64_t width, double scale_min, double s
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-Image resize_center_crop(const Image& image, int64_t size) {
-  const int64_t shorter = int64_t(double(size) / 0.875);
+Image resize_center_crop(const Image& image, int64_t size) { return center_crop(image, size, int64_t(double(size) / 0.875)); }
+
+Image center_square(const Image& image, int64_t side) { return center_crop(image, side, side); }
+
+Image center_crop(const Image& image, int64_t size, int64_t shorter) {
   int64_t h = shorter, w = shorter;
   if (image.height < image.width) w = shorter * image.width / image.height;
   else h = shorter * image.height / image.width;

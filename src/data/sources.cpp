@@ -1,8 +1,10 @@
-// Opening a run's data: the built-in data sets in memory, image folders decoded on the fly.
+// Opening a run's data: the built-in data sets in memory, image folders decoded on the fly, packed
+// shards mapped into memory.
 #include "bll/data/sources.h"
 
 #include "bll/data/dataset.h"
 #include "bll/data/folder.h"
+#include "bll/data/packed.h"
 #include "bll/error.h"
 
 #include <map>
@@ -45,27 +47,49 @@ OpenData open_in_memory(const Config& config, int replica, int replicas) {
   return data;
 }
 
-// An image folder, decoded while the pipeline trains. Normalization: the statistics of up to
-// 512 evaluation crops of the training split.
-OpenData open_folder(const Config& config, int replica, int replicas) {
-  OpenData data;
-  const ImageFolders folders = load_image_folders(config.data);
+// Images from stores: this replica's share of every training batch and of the validation
+// split, normalized with the statistics of up to 512 evaluation crops of the training split (the
+// same numbers on every resume). data.train_limit and test_limit keep evenly spaced images.
+OpenData open_images(const Config& config, int replica, int replicas, std::shared_ptr<const ImageStore> train,
+                     std::shared_ptr<const ImageStore> val, int64_t classes) {
+  if (config.data.train_limit > 0) train = subset(train, evenly(train->size(), config.data.train_limit));
+  if (config.data.test_limit > 0) val = subset(val, evenly(val->size(), config.data.test_limit));
   const ImageTransform tf = ImageTransform::of(config.data);
+  OpenData data;
   DataInfo& info = data.info;
-  info.n_train = folders.train.size();
-  info.n_test = folders.val.size();
-  info.num_classes = int64_t(folders.train.classes.size());
+  info.n_train = train->size();
+  info.n_test = val->size();
+  info.num_classes = classes;
   info.sample_shape = {tf.channels, tf.size, tf.size};
-  const Normalizer norm = config.data.normalize ? fit_normalizer(folders.train, tf, 512, config.data.workers)
-                                                : Normalizer::identity(tf.channels);
+  const int64_t workers = config.data.workers;
+  const Normalizer norm = config.data.normalize ? fit_normalizer(train, tf, 512, workers) : Normalizer::identity(tf.channels);
   const uint64_t seed = uint64_t(config.train.seed);
   const int64_t batch = config.train.batch_size, replica_batch = batch / replicas;
-  data.train = std::make_unique<FolderSource>(folders.train, tf, norm, batch, true, seed, config.data.workers);
+  data.train = std::make_unique<ImageSource>(train, tf, norm, batch, true, seed, workers);
   if (replicas > 1) data.train->shard(replica, replicas);
   const Share share = share_of(info.n_test, replica, replicas);
-  data.test = std::make_unique<FolderSource>(folders.val.part(share.begin, share.count), tf, norm, replica_batch, false,
-                                             seed, config.data.workers);
+  std::vector<int64_t> mine(static_cast<size_t>(share.count));
+  for (int64_t i = 0; i < share.count; ++i) mine[size_t(i)] = share.begin + i;
+  data.test = std::make_unique<ImageSource>(subset(val, mine), tf, norm, replica_batch, false, seed, workers);
   return data;
+}
+
+// An image folder, decoded while the pipeline trains.
+OpenData open_folder(const Config& config, int replica, int replicas) {
+  const ImageFolders f = list_image_folders(config.data.dir);
+  const int64_t c = config.data.channels;
+  return open_images(config, replica, replicas, folder_store(f.train, c), folder_store(f.val, c),
+                     int64_t(f.train.classes.size()));
+}
+
+// Packed shards (bll-pack), mapped into memory: crops without decoding.
+OpenData open_pack(const Config& config, int replica, int replicas) {
+  PackManifest m;
+  auto train = open_packed(config.data.dir, "train", &m), val = open_packed(config.data.dir, "val", nullptr);
+  if (m.channels != config.data.channels)
+    throw DataError(config.data.dir + ": the pack holds " + std::to_string(m.channels) + "-channel images, data.channels is " +
+                    std::to_string(config.data.channels));
+  return open_images(config, replica, replicas, train, val, int64_t(m.classes.size()));
 }
 
 // One line per data.dataset (its choices in src/config/config_schema.cpp).
@@ -73,7 +97,7 @@ using Opener = OpenData (*)(const Config&, int, int);
 const std::map<std::string, Opener>& openers() {
   static const std::map<std::string, Opener> registry = {
       {"mnist", open_in_memory},   {"fashion-mnist", open_in_memory}, {"cifar10", open_in_memory},
-      {"reversal", open_in_memory}, {"folder", open_folder},
+      {"reversal", open_in_memory}, {"folder", open_folder},          {"packed", open_pack},
   };
   return registry;
 }

@@ -40,8 +40,12 @@ Image resize(const Image& image, const Box& box, int64_t height, int64_t width);
 Box random_resized_box(int64_t height, int64_t width, double scale_min, double scale_max, double ratio_min,
                        double ratio_max, std::mt19937_64& rng);
 
+// The shorter side resized to `shorter`, then the centre size x size.
+Image center_crop(const Image& image, int64_t size, int64_t shorter);
 // Evaluation: the shorter side resized to size / 0.875 (256 for 224), then the centre size x size.
 Image resize_center_crop(const Image& image, int64_t size);
+// Packing: the shorter side resized to `side`, then the centre side x side.
+Image center_square(const Image& image, int64_t side);
 
 // Mirrors the image left to right, in place.
 void flip_horizontal(Image& image);

@@ -1,0 +1,171 @@
+// Batches of images from a store, prepared ahead by a pool of threads.
+#include "bll/data/image_source.h"
+
+#include <algorithm>
+
+#include "bll/error.h"
+
+namespace bll {
+namespace {
+
+// The images `indices` of another store.
+class Subset : public ImageStore {
+ public:
+  Subset(std::shared_ptr<const ImageStore> store, std::vector<int64_t> indices)
+      : store_(std::move(store)), indices_(std::move(indices)) {}
+  int64_t size() const override { return int64_t(indices_.size()); }
+  int64_t label(int64_t i) const override { return store_->label(indices_[size_t(i)]); }
+  Image image(int64_t i) const override { return store_->image(indices_[size_t(i)]); }
+
+ private:
+  std::shared_ptr<const ImageStore> store_;
+  std::vector<int64_t> indices_;
+};
+
+// The draws of one image: (seed, epoch, batch, row of the whole batch) alone.
+std::mt19937_64 image_rng(uint64_t seed, int64_t epoch, int64_t t, int64_t row) {
+  std::seed_seq seq{uint32_t(seed), uint32_t(seed >> 32), uint32_t(epoch), uint32_t(t), uint32_t(uint64_t(t) >> 32),
+                    uint32_t(row), 0x51ed2705u};
+  return std::mt19937_64(seq);
+}
+
+// One image as the transform makes it, written CHW into `out` (size * size * channels bytes).
+void make_image(const Image& img, const ImageTransform& tf, bool train, std::mt19937_64& rng, uint8_t* out) {
+  Image done;
+  if (train) {
+    const Box box = random_resized_box(img.height, img.width, tf.scale_min, tf.scale_max, tf.ratio_min, tf.ratio_max, rng);
+    done = resize(img, box, tf.size, tf.size);
+    if (tf.hflip && (rng() & 1)) flip_horizontal(done);
+  } else {
+    done = resize_center_crop(img, tf.size);
+  }
+  const int64_t plane = tf.size * tf.size, c = tf.channels;
+  for (int64_t p = 0; p < plane; ++p)
+    for (int64_t ch = 0; ch < c; ++ch) out[ch * plane + p] = done.pixels[size_t(p * c + ch)];
+}
+
+}  // namespace
+
+std::shared_ptr<const ImageStore> subset(std::shared_ptr<const ImageStore> store, std::vector<int64_t> indices) {
+  return std::make_shared<Subset>(std::move(store), std::move(indices));
+}
+
+std::vector<int64_t> evenly(int64_t n, int64_t count) {
+  if (count <= 0 || count >= n) count = n;
+  std::vector<int64_t> idx(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) idx[size_t(i)] = i * n / count;
+  return idx;
+}
+
+ImageTransform ImageTransform::of(const DataConfig& config) {
+  ImageTransform tf;
+  tf.size = config.image_size, tf.channels = config.channels, tf.hflip = config.hflip;
+  tf.scale_min = config.scale_min, tf.scale_max = config.scale_max;
+  tf.ratio_min = config.ratio_min, tf.ratio_max = config.ratio_max;
+  return tf;
+}
+
+struct ImageSource::Pending {
+  int64_t t = 0, epoch = 0;
+  torch::Tensor images, labels;  // uint8 [b, C, size, size], int64 [b]
+  std::mutex mutex;
+  std::condition_variable done;
+  int64_t left = 0;
+  std::string error;  // the first image that failed
+};
+
+ImageSource::ImageSource(std::shared_ptr<const ImageStore> store, ImageTransform transform, Normalizer norm,
+                         int64_t batch_size, bool train, uint64_t seed, int64_t workers)
+    : BatchSource(store->size(), batch_size, train, seed), store_(std::move(store)), transform_(transform),
+      norm_(std::move(norm)) {
+  for (int64_t i = 0; i < std::max<int64_t>(1, workers); ++i) threads_.emplace_back([this] { work(); });
+}
+
+ImageSource::~ImageSource() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    jobs_.clear();  // the images of a batch nobody will take
+  }
+  wake_.notify_all();
+  for (auto& th : threads_) th.join();
+}
+
+void ImageSource::work() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+std::shared_ptr<ImageSource::Pending> ImageSource::start(int64_t t) {
+  auto p = std::make_shared<Pending>();
+  const std::vector<int64_t> rows = samples_of(t);
+  const int64_t b = int64_t(rows.size()), first = first_row_of(t), bytes = transform_.channels * transform_.size * transform_.size;
+  p->t = t, p->epoch = epoch_, p->left = b;
+  p->images = torch::empty({b, transform_.channels, transform_.size, transform_.size}, torch::kUInt8);
+  p->labels = torch::empty({b}, torch::kInt64);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t sample = rows[size_t(i)];
+      p->labels.data_ptr<int64_t>()[i] = store_->label(sample);
+      jobs_.push_back([p, store = store_, sample, out = p->images.data_ptr<uint8_t>() + i * bytes, tf = transform_,
+                       train = train_, seed = seed_, row = first + i] {
+        std::string error;
+        try {
+          std::mt19937_64 rng = image_rng(seed, p->epoch, p->t, row);
+          make_image(store->image(sample), tf, train, rng, out);
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+        std::lock_guard<std::mutex> done(p->mutex);
+        if (p->error.empty()) p->error = error;
+        if (--p->left == 0) p->done.notify_all();
+      });
+    }
+  }
+  wake_.notify_all();
+  return p;
+}
+
+std::shared_ptr<ImageSource::Pending> ImageSource::take(int64_t t) {
+  std::shared_ptr<Pending> p = ahead_ && ahead_->t == t && ahead_->epoch == epoch_ ? ahead_ : start(t);
+  ahead_ = t + 1 < num_batches() ? start(t + 1) : nullptr;  // queued behind batch t's images
+  std::unique_lock<std::mutex> lock(p->mutex);
+  p->done.wait(lock, [&] { return p->left == 0; });
+  if (!p->error.empty()) throw DataError(p->error);
+  return p;
+}
+
+void ImageSource::start_epoch(int64_t epoch) {
+  BatchSource::start_epoch(epoch);
+  ahead_ = nullptr;  // decoded for the old order
+}
+
+torch::Tensor ImageSource::images(int64_t t) { return take(t)->images; }
+
+Batch ImageSource::get(int64_t t) {
+  const auto p = take(t);
+  return {norm_.apply(p->images), p->labels};
+}
+
+Normalizer fit_normalizer(std::shared_ptr<const ImageStore> train, const ImageTransform& transform, int64_t images,
+                          int64_t workers) {
+  const auto sample = subset(train, evenly(train->size(), images));
+  ImageSource source(sample, transform, Normalizer::identity(transform.channels), std::min<int64_t>(64, sample->size()),
+                      false, 0, workers);
+  source.start_epoch(0);
+  std::vector<torch::Tensor> all;
+  for (int64_t t = 0; t < source.num_batches(); ++t) all.push_back(source.images(t));
+  return Normalizer::fit(torch::cat(all));
+}
+
+}  // namespace bll
