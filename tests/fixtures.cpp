@@ -58,7 +58,7 @@ void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test
 }
 
 namespace {
-void write_folder_split(const std::string& dir, int64_t n, int64_t side, uint64_t seed) {
+void write_folder_split(const std::string& dir, int64_t n, int64_t side, uint64_t seed, bool jpeg_only) {
   torch::Tensor img, lab;
   make_images(n, seed, img, lab);
   auto big = torch::upsample_nearest2d(img.unsqueeze(1).to(torch::kFloat32), {side, side}).squeeze(1).to(torch::kUInt8);
@@ -66,7 +66,7 @@ void write_folder_split(const std::string& dir, int64_t n, int64_t side, uint64_
     const int64_t c = lab[i].item<int64_t>();
     const std::string cls = dir + "/c" + std::to_string(c);
     fs::create_directories(cls);
-    const bool grey = i % 5 == 4, png = i % 3 == 2;
+    const bool grey = !jpeg_only && i % 5 == 4, png = !jpeg_only && i % 3 == 2;
     Image im;
     im.height = im.width = side;
     im.channels = grey ? 1 : 3;
@@ -83,9 +83,10 @@ void write_folder_split(const std::string& dir, int64_t n, int64_t side, uint64_
 }
 }  // namespace
 
-void write_image_folder(const std::string& dir, int64_t n_train, int64_t n_test, int64_t side, uint64_t seed) {
-  write_folder_split(dir + "/train", n_train, side, seed);
-  write_folder_split(dir + "/val", n_test, side, seed + 1);
+void write_image_folder(const std::string& dir, int64_t n_train, int64_t n_test, int64_t side, uint64_t seed,
+                        bool jpeg_only) {
+  write_folder_split(dir + "/train", n_train, side, seed, jpeg_only);
+  write_folder_split(dir + "/val", n_test, side, seed + 1, jpeg_only);
 }
 
 // Removes a directory tree with POSIX nftw, not std::filesystem::remove_all: the CUDA libtorch

@@ -24,8 +24,9 @@ void write_cifar_dataset(const std::string& dir, int64_t n_train, int64_t n_test
 
 // Writes an image folder (data.dataset: folder) into `dir`: train/ and val/ with one folder per
 // class (c0 .. c9), the same patterns scaled to `side` x `side` colour images, every third
-// image a PNG, every fifth a grey JPEG, the rest colour JPEGs.
-void write_image_folder(const std::string& dir, int64_t n_train, int64_t n_test, int64_t side, uint64_t seed);
+// image a PNG, every fifth a grey JPEG, the rest colour JPEGs (all colour JPEGs with `jpeg_only`).
+void write_image_folder(const std::string& dir, int64_t n_train, int64_t n_test, int64_t side, uint64_t seed,
+                        bool jpeg_only = false);
 
 // A fresh empty folder under the system temp dir, removed with everything in it when the
 // process exits (BLL_KEEP_TEST_DIRS=1 keeps it for a look after a failure).

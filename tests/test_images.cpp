@@ -44,7 +44,7 @@ torch::Tensor batch_images(const ImageFolder& folder, const ImageTransform& tf, 
   ImageSource s(folder_store(folder, 3), tf, Normalizer::identity(3), 8, true, 5, workers);
   s.start_epoch(epoch);
   torch::Tensor last;
-  for (int64_t t : read) last = s.images(t);
+  for (int64_t t : read) last = s.get(t).x;
   return last;
 }
 
@@ -173,7 +173,7 @@ TEST_CASE("folder: a batch depends on (seed, epoch, t) alone, not on the threads
       half(folder_store(train, 3), tf, Normalizer::identity(3), 8, true, 5, 2);
   half.shard(1, 2);
   whole.start_epoch(1), half.start_epoch(1);
-  CHECK(torch::equal(whole.images(2).narrow(0, 4, 4), half.images(2)));
+  CHECK(torch::equal(whole.get(2).x.narrow(0, 4, 4), half.get(2).x));
 }
 
 TEST_CASE("packed: bll-pack's shards hold the centre squares of the folder's images, with their labels") {

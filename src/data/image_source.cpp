@@ -29,8 +29,26 @@ std::mt19937_64 image_rng(uint64_t seed, int64_t epoch, int64_t t, int64_t row) 
   return std::mt19937_64(seq);
 }
 
-// One image as the transform makes it, written CHW into `out` (size * size * channels bytes).
-void make_image(const Image& img, const ImageTransform& tf, bool train, std::mt19937_64& rng, uint8_t* out) {
+}  // namespace
+
+// Per channel, x = pixel * scale + shift is (pixel / 255 - mean) / std.
+struct Affine {
+  std::vector<float> scale, shift;
+  explicit Affine(const Normalizer& n) {
+    const auto mean = n.mean.to(torch::kFloat64).contiguous(), std = n.std.to(torch::kFloat64).contiguous();
+    for (int64_t c = 0; c < mean.numel(); ++c) {
+      const double m = mean.data_ptr<double>()[c], s = std.data_ptr<double>()[c];
+      scale.push_back(float(1.0 / (255.0 * s)));
+      shift.push_back(float(-m / s));
+    }
+  }
+};
+
+namespace {
+
+// One image as the transform makes it, normalized and written CHW into `out`.
+void make_image(const Image& img, const ImageTransform& tf, bool train, std::mt19937_64& rng, const Affine& norm,
+                float* out) {
   Image done;
   if (train) {
     const Box box = random_resized_box(img.height, img.width, tf.scale_min, tf.scale_max, tf.ratio_min, tf.ratio_max, rng);
@@ -40,8 +58,12 @@ void make_image(const Image& img, const ImageTransform& tf, bool train, std::mt1
     done = resize_center_crop(img, tf.size);
   }
   const int64_t plane = tf.size * tf.size, c = tf.channels;
-  for (int64_t p = 0; p < plane; ++p)
-    for (int64_t ch = 0; ch < c; ++ch) out[ch * plane + p] = done.pixels[size_t(p * c + ch)];
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float scale = norm.scale[size_t(ch)], shift = norm.shift[size_t(ch)];
+    const uint8_t* px = done.pixels.data() + ch;
+    float* dst = out + ch * plane;
+    for (int64_t p = 0; p < plane; ++p) dst[p] = float(px[p * c]) * scale + shift;
+  }
 }
 
 }  // namespace
@@ -67,7 +89,7 @@ ImageTransform ImageTransform::of(const DataConfig& config) {
 
 struct ImageSource::Pending {
   int64_t t = 0, epoch = 0;
-  torch::Tensor images, labels;  // uint8 [b, C, size, size], int64 [b]
+  torch::Tensor x, labels;  // float [b, C, size, size], normalized; int64 [b]
   std::mutex mutex;
   std::condition_variable done;
   int64_t left = 0;
@@ -77,7 +99,7 @@ struct ImageSource::Pending {
 ImageSource::ImageSource(std::shared_ptr<const ImageStore> store, ImageTransform transform, Normalizer norm,
                          int64_t batch_size, bool train, uint64_t seed, int64_t workers)
     : BatchSource(store->size(), batch_size, train, seed), store_(std::move(store)), transform_(transform),
-      norm_(std::move(norm)) {
+      norm_(std::make_shared<const Affine>(norm)) {
   for (int64_t i = 0; i < std::max<int64_t>(1, workers); ++i) threads_.emplace_back([this] { work(); });
 }
 
@@ -110,19 +132,19 @@ std::shared_ptr<ImageSource::Pending> ImageSource::start(int64_t t) {
   const std::vector<int64_t> rows = samples_of(t);
   const int64_t b = int64_t(rows.size()), first = first_row_of(t), bytes = transform_.channels * transform_.size * transform_.size;
   p->t = t, p->epoch = epoch_, p->left = b;
-  p->images = torch::empty({b, transform_.channels, transform_.size, transform_.size}, torch::kUInt8);
+  p->x = torch::empty({b, transform_.channels, transform_.size, transform_.size}, torch::kFloat32);
   p->labels = torch::empty({b}, torch::kInt64);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (int64_t i = 0; i < b; ++i) {
       const int64_t sample = rows[size_t(i)];
       p->labels.data_ptr<int64_t>()[i] = store_->label(sample);
-      jobs_.push_back([p, store = store_, sample, out = p->images.data_ptr<uint8_t>() + i * bytes, tf = transform_,
-                       train = train_, seed = seed_, row = first + i] {
+      jobs_.push_back([p, store = store_, sample, out = p->x.data_ptr<float>() + i * bytes, tf = transform_,
+                       train = train_, seed = seed_, row = first + i, norm = norm_] {
         std::string error;
         try {
           std::mt19937_64 rng = image_rng(seed, p->epoch, p->t, row);
-          make_image(store->image(sample), tf, train, rng, out);
+          make_image(store->image(sample), tf, train, rng, *norm, out);
         } catch (const std::exception& e) {
           error = e.what();
         }
@@ -150,22 +172,28 @@ void ImageSource::start_epoch(int64_t epoch) {
   ahead_ = nullptr;  // decoded for the old order
 }
 
-torch::Tensor ImageSource::images(int64_t t) { return take(t)->images; }
-
 Batch ImageSource::get(int64_t t) {
   const auto p = take(t);
-  return {norm_.apply(p->images), p->labels};
+  return {p->x, p->labels};
 }
 
 Normalizer fit_normalizer(std::shared_ptr<const ImageStore> train, const ImageTransform& transform, int64_t images,
                           int64_t workers) {
   const auto sample = subset(train, evenly(train->size(), images));
   ImageSource source(sample, transform, Normalizer::identity(transform.channels), std::min<int64_t>(64, sample->size()),
-                      false, 0, workers);
+                     false, 0, workers);
   source.start_epoch(0);
-  std::vector<torch::Tensor> all;
-  for (int64_t t = 0; t < source.num_batches(); ++t) all.push_back(source.images(t));
-  return Normalizer::fit(torch::cat(all));
+  // Per-channel sums of x / 255 in float64, as Normalizer::fit makes them of a uint8 set.
+  auto sum = torch::zeros({transform.channels}, torch::kFloat64), sq = torch::zeros({transform.channels}, torch::kFloat64);
+  for (int64_t t = 0; t < source.num_batches(); ++t) {
+    const auto x = source.get(t).x.to(torch::kFloat64);
+    sum += x.sum({0, 2, 3});
+    sq += x.pow(2).sum({0, 2, 3});
+  }
+  const double n = double(sample->size() * transform.size * transform.size);
+  auto mean = sum / n;
+  auto var = (sq - n * mean.pow(2)) / std::max(1.0, n - 1);
+  return {mean.to(torch::kFloat32), var.clamp_min(1e-12).sqrt().to(torch::kFloat32)};
 }
 
 }  // namespace bll

@@ -150,8 +150,6 @@ Taps taps(int64_t offset, int64_t length, int64_t out) {
   return t;
 }
 
-uint8_t to_byte(double v) { return uint8_t(std::clamp(std::nearbyint(v), 0.0, 255.0)); }
-
 uint64_t draw(std::mt19937_64& rng) { return rng(); }
 double uniform(std::mt19937_64& rng, double lo, double hi) {  // the same on every library
   return lo + (hi - lo) * double(draw(rng) >> 11) * 0x1.0p-53;
@@ -201,36 +199,53 @@ void write_png(const std::string& path, const Image& image) {
     throw DataError(path + ": cannot write PNG (" + im.message + ")");
 }
 
-Image resize(const Image& image, const Box& box, int64_t height, int64_t width) {
-  const int64_t c = image.channels;
-  const Taps across = taps(box.left, box.width, width), down = taps(box.top, box.height, height);
-  std::vector<double> rows(size_t(box.height * width * c));  // the box's rows, resized across
+namespace {
+
+// The two passes of a resize with the channel count known at compile time: across into a float
+// buffer of the box's rows, then down into bytes. Weights are non-negative and sum to 1, so a
+// sum lies in [0, 255] up to rounding.
+template <int C>
+void resize_passes(const Image& image, const Box& box, const Taps& across, const Taps& down, int64_t width, Image& out) {
+  std::vector<float> rows(size_t(box.height * width * C));
+  std::vector<float> wa(across.w.begin(), across.w.end()), wd(down.w.begin(), down.w.end());
   for (int64_t y = 0; y < box.height; ++y) {
     const uint8_t* in = image.row(box.top + y);
-    double* out = rows.data() + y * width * c;
+    float* dst = rows.data() + y * width * C;
     for (int64_t o = 0; o < width; ++o) {
-      const double* w = across.w.data() + o * across.taps;
-      const uint8_t* px = in + across.first[size_t(o)] * c;
-      for (int64_t ch = 0; ch < c; ++ch) {
-        double s = 0;
-        for (int64_t k = 0; k < across.count[size_t(o)]; ++k) s += w[k] * px[k * c + ch];
-        out[o * c + ch] = s;
-      }
+      const float* w = wa.data() + o * across.taps;
+      const uint8_t* px = in + across.first[size_t(o)] * C;
+      float acc[C] = {};
+      for (int64_t k = 0, n = across.count[size_t(o)]; k < n; ++k)
+        for (int ch = 0; ch < C; ++ch) acc[ch] += w[k] * float(px[k * C + ch]);
+      for (int ch = 0; ch < C; ++ch) dst[o * C + ch] = acc[ch];
     }
   }
-  Image out;
-  out.height = height, out.width = width, out.channels = c;
-  out.pixels.resize(size_t(height * width * c));
-  for (int64_t o = 0; o < height; ++o) {
-    const double* w = down.w.data() + o * down.taps;
-    const int64_t first = down.first[size_t(o)] - box.top;
+  const int64_t line = width * C;
+  std::vector<float> acc(static_cast<size_t>(line));
+  for (int64_t o = 0; o < out.height; ++o) {  // row by row, so that the inner loops vectorize
+    const float* w = wd.data() + o * down.taps;
+    const float* src = rows.data() + (down.first[size_t(o)] - box.top) * line;
+    std::fill(acc.begin(), acc.end(), 0.5f);  // + 0.5: rounding to the nearest byte below
+    for (int64_t k = 0, n = down.count[size_t(o)]; k < n; ++k) {
+      const float wk = w[k];
+      const float* in = src + k * line;
+      for (int64_t i = 0; i < line; ++i) acc[size_t(i)] += wk * in[i];
+    }
     uint8_t* dst = out.row(o);
-    for (int64_t i = 0; i < width * c; ++i) {
-      double s = 0;
-      for (int64_t k = 0; k < down.count[size_t(o)]; ++k) s += w[k] * rows[size_t((first + k) * width * c + i)];
-      dst[i] = to_byte(s);
-    }
+    for (int64_t i = 0; i < line; ++i) dst[i] = uint8_t(std::min(255.0f, acc[size_t(i)]));
   }
+}
+
+}  // namespace
+
+Image resize(const Image& image, const Box& box, int64_t height, int64_t width) {
+  const Taps across = taps(box.left, box.width, width), down = taps(box.top, box.height, height);
+  Image out;
+  out.height = height, out.width = width, out.channels = image.channels;
+  out.pixels.resize(size_t(height * width * image.channels));
+  if (image.channels == 3) resize_passes<3>(image, box, across, down, width, out);
+  else if (image.channels == 1) resize_passes<1>(image, box, across, down, width, out);
+  else throw DataError("resize: " + std::to_string(image.channels) + " channels (1 or 3)");
   return out;
 }
 

@@ -43,6 +43,8 @@ struct ImageTransform {
   static ImageTransform of(const DataConfig& config);
 };
 
+struct Affine;  // a normalization as a scale and shift per channel (image_source.cpp)
+
 // Batches of a store. A pool of `workers` threads prepares batch t + 1 while batch t trains, so
 // at most two batches of images are in memory whatever the store's size. Each image's crop and
 // flip depend on (seed, epoch, t, its row in the whole batch) alone.
@@ -52,8 +54,7 @@ class ImageSource : public BatchSource {
               bool train, uint64_t seed, int64_t workers);
   ~ImageSource() override;
   void start_epoch(int64_t epoch) override;
-  Batch get(int64_t t) override;
-  torch::Tensor images(int64_t t);  // batch t as uint8 [b, C, size, size], before normalization
+  Batch get(int64_t t) override;  // the workers normalize as they write
 
  private:
   struct Pending;
@@ -63,7 +64,7 @@ class ImageSource : public BatchSource {
 
   std::shared_ptr<const ImageStore> store_;
   ImageTransform transform_;
-  Normalizer norm_;
+  std::shared_ptr<const Affine> norm_;  // the normalization as a scale and shift per channel
   std::shared_ptr<Pending> ahead_;  // the batch being prepared ahead
   std::mutex mutex_;
   std::condition_variable wake_;
