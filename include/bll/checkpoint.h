@@ -55,6 +55,7 @@ std::string span_file_name(int64_t first_block, int64_t replica, bool per_replic
 
 // CRC-32 (zlib's) of a byte string.
 uint32_t crc32_of(const std::string& bytes);
+uint32_t crc32_of(const uint8_t* data, size_t size);
 
 // Writes `bytes` to `path` so that `path` is either its old self or all of `bytes`: a temporary
 // file beside it, fsync, rename over `path`, fsync of the folder. Throws RuntimeError naming the

@@ -59,14 +59,18 @@ std::string span_file_name(int64_t first_block, int64_t replica, bool per_replic
   return buf;
 }
 
-uint32_t crc32_of(const std::string& bytes) {
+uint32_t crc32_of(const uint8_t* data, size_t size) {
   uLong crc = crc32(0L, Z_NULL, 0);
-  for (size_t at = 0; at < bytes.size();) {  // zlib takes a uInt length
-    const size_t n = std::min<size_t>(bytes.size() - at, 1u << 30);
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + at), uInt(n));
+  for (size_t at = 0; at < size;) {  // zlib takes a uInt length
+    const size_t n = std::min<size_t>(size - at, 1u << 30);
+    crc = crc32(crc, data + at, uInt(n));
     at += n;
   }
   return uint32_t(crc);
+}
+
+uint32_t crc32_of(const std::string& bytes) {
+  return crc32_of(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
 void write_atomically(const std::string& path, const std::string& bytes) {

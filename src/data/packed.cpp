@@ -15,7 +15,6 @@
 #include <sstream>
 #include <thread>
 
-#include <zlib.h>
 
 #include "bll/checkpoint.h"
 #include "bll/data/folder.h"
@@ -28,16 +27,6 @@ namespace {
 constexpr const char* kMagic = "bll-pack 1";
 
 std::string manifest_path(const std::string& dir) { return (fs::path(dir) / "MANIFEST").string(); }
-
-uint32_t crc_of(const uint8_t* data, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (size_t at = 0; at < n;) {  // zlib takes a uInt length
-    const size_t chunk = std::min<size_t>(n - at, 1u << 30);
-    crc = crc32(crc, data + at, uInt(chunk));
-    at += chunk;
-  }
-  return uint32_t(crc);
-}
 
 // One shard file mapped read-only: its images, then its labels.
 struct Mapping {
@@ -107,7 +96,7 @@ std::unique_ptr<Mapping> map_shard(const std::string& path, const PackedShard& s
     m->data = static_cast<const uint8_t*>(p);
   }
   ::close(fd);
-  if (crc_of(m->data, m->bytes) != shard.crc) throw DataError(path + ": CRC mismatch (the shard is corrupt; pack it again)");
+  if (crc32_of(m->data, m->bytes) != shard.crc) throw DataError(path + ": CRC mismatch (the shard is corrupt; pack it again)");
   return m;
 }
 
