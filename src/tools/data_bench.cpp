@@ -15,8 +15,13 @@
 #include "bll/data/sources.h"
 #include "bll/error.h"
 #include "bll/runtime.h"
+#include "tool_main.h"
 
 namespace {
+
+const char* kUsage =
+    "usage: bll-data-bench CONFIG.yaml [section.key=value ...]\n"
+    "Times one epoch of training batches from CONFIG's data source (one JSON line).\n";
 
 int run(const std::vector<std::string>& args) {
   const bll::Config config = bll::load_config(args[0], {args.begin() + 1, args.end()});
@@ -44,17 +49,4 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::printf("usage: bll-data-bench CONFIG.yaml [section.key=value ...]\n"
-                "Times one epoch of training batches from CONFIG's data source (one JSON line).\n");
-    return args.empty() ? bll::kExitUsage : 0;
-  }
-  try {
-    return run(args);
-  } catch (const bll::Error& e) {
-    std::fprintf(stderr, "bll-data-bench: error: %s\n", e.what());
-    return e.code();
-  }
-}
+int main(int argc, char** argv) { return bll::tool_main("bll-data-bench", kUsage, argc, argv, 1, run); }

@@ -16,6 +16,7 @@
 #include "bll/learner.h"
 #include "bll/models/model.h"
 #include "bll/models/twin.h"
+#include "tool_main.h"
 
 namespace {
 
@@ -81,23 +82,4 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    std::printf("%s", kUsage);
-    return 0;
-  }
-  if (args.size() < 2) {
-    std::fprintf(stderr, "%s", kUsage);
-    return bll::kExitUsage;
-  }
-  try {
-    return run(args);
-  } catch (const bll::Error& e) {
-    std::fprintf(stderr, "bll-eval: error: %s\n", e.what());
-    return e.code();
-  } catch (const c10::Error& e) {
-    std::fprintf(stderr, "bll-eval: error: torch: %s\n", e.what_without_backtrace());
-    return bll::kExitRuntime;
-  }
-}
+int main(int argc, char** argv) { return bll::tool_main("bll-eval", kUsage, argc, argv, 2, run); }

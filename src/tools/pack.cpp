@@ -6,6 +6,7 @@
 
 #include "bll/data/packed.h"
 #include "bll/error.h"
+#include "tool_main.h"
 
 namespace {
 
@@ -66,16 +67,4 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    std::printf("%s", kUsage);
-    return 0;
-  }
-  try {
-    return run(args);
-  } catch (const bll::Error& e) {
-    std::fprintf(stderr, "bll-pack: error: %s\n", e.what());
-    return e.code();
-  }
-}
+int main(int argc, char** argv) { return bll::tool_main("bll-pack", kUsage, argc, argv, 2, run); }
