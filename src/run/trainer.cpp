@@ -277,12 +277,15 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
   });
 
   // A network that cannot take the data is refused before the data set is read, where the
-  // configuration alone tells the data's shape (the built-in data sets).
+  // configuration alone tells the data's shape (the built-in data sets, whose loading checks
+  // that shape); elsewhere once the data is in.
+  std::optional<ModelFit> early;
   if (const auto known = known_shape(config.data))
-    agreed(world_rank, [&] { fit_model(config, known->sample, known->num_classes); });
+    early = agreed(world_rank, [&] { return fit_model(config, known->sample, known->num_classes); });
   RankData data;
   const DataInfo info = start_up(config, run_dir, resume_from, grid, data);
-  const ModelFit fit = agreed(world_rank, [&] { return fit_model(config, info.sample_shape, info.num_classes); });
+  const ModelFit fit =
+      early ? *early : agreed(world_rank, [&] { return fit_model(config, info.sample_shape, info.num_classes); });
   const std::vector<Shape>& shapes = fit.shapes;
   const std::vector<int64_t>& layers = fit.layers;
 
