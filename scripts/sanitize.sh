@@ -4,7 +4,11 @@
 # tests are leak-free; the MPI suites run without leak detection (below, with the reason).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cmake -S "$root" -B "$root/build-asan" -DBLL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBLL_CUDA=OFF >/dev/null
+# -O1 (AddressSanitizer's documentation suggests it) and -g1 (line tables only: reports keep file
+# and line). Each file compiles 2-2.6x faster than at -O2 -g (measured on learner.cpp, resnet.cpp
+# and test_engine.cpp), and this build is CI's longest stage.
+cmake -S "$root" -B "$root/build-asan" -DBLL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DBLL_CUDA=OFF >/dev/null
 cmake --build "$root/build-asan" -j"$(nproc)" --target bll_unit_tests test_mpi
 cd "$root/build-asan"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
