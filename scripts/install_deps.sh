@@ -9,7 +9,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev catch2 nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev
   ca-certificates curl
-  python3 python3-matplotlib
+  python3 python3-matplotlib python3-torchvision
   clang libclang-rt-14-dev
   strace
 )

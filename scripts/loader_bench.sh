@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The image loaders side by side, in one invocation, on one generated folder: bll's folder loader
 # (data.dataset folder: decoding, a random resized crop and a flip per image) at each worker
-# count, and bll's packed loader (bll-pack's shards: the same crops without decoding). Each line
-# is bll-data-bench's JSON: images/s over one epoch of training batches and the peak RSS.
+# count, torchvision's ImageFolder + DataLoader with as many worker processes (the same work:
+# PIL decoding, RandomResizedCrop, RandomHorizontalFlip, ToTensor; scripts/torchvision_bench.py),
+# and bll's packed loader (bll-pack's shards: the same crops without decoding). Each line is
+# JSON: images/s over one epoch of training batches and the peak RSS.
 # Usage: scripts/loader_bench.sh [IMAGES (20000)] [SIDE (256)] [WORK_DIR (a temporary folder)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,9 +23,11 @@ model: {type: cnn, widths: [8], blocks: 1}
 train: {epochs: 1, batch_size: 64}
 runtime: {threads: 1}
 YAML
+python=${BLL_PYTHON:-/usr/bin/python3}  # Debian's, with python3-torchvision
 for size in 224 64; do
   for workers in 1 2; do
     "$build/bll-data-bench" "$work/bench.yaml" data.image_size=$size data.workers=$workers
+    "$python" "$root/scripts/torchvision_bench.py" "$work/images" $size $workers 64
   done
 done
 for workers in 1 2; do

@@ -2,6 +2,8 @@
 # Checkpoints from the command line, with real signals:
 #  - a 4-rank job killed with SIGKILL (every rank) in epoch 2 resumes on 4, 2 and 1 ranks and
 #    ends with parameters bit-identical to the uninterrupted job's, the log naming the step;
+#  - on generated images (a folder, and its packed shards) a 4-rank run learns, and killed with
+#    SIGKILL resumes bit-identically;
 #  - a torn checkpoint (no manifest) and a corrupt one (a flipped byte) are named and skipped;
 #  - checkpoints/ is fsynced after each new checkpoint and each pruning (strace);
 #  - a resume with a runtime key that changes what is computed is refused, the key named;
@@ -75,6 +77,38 @@ for np in 4 2 1; do
   else
     fail "resume on $np ranks: exit $rc, step '${step:-}'"; grep -v "rank [0-9]:" "$work/out" | sed 's/^/     /'
   fi
+done
+
+# Images: a generated 10-class folder and its packed shards. A 4-rank BLL run learns, and a run
+# killed with SIGKILL in epoch 2 resumes from its checkpoint bit-identically (240 steps).
+"$fixture" "$work/images" 640 200 --folder >/dev/null
+"$(dirname "$train")/bll-pack" "$work/images" "$work/packed" --side 36 >/dev/null 2>&1
+for ds in folder packed; do
+  src=$work/images; [ "$ds" = packed ] && src=$work/packed
+  keys=(data.dataset=$ds data.dir="$src" data.image_size=32 data.hflip=true data.workers=2 checkpoint.every_steps=20)
+  run 4 "$work/$ds-ref" "${keys[@]}"
+  top1=$(tail -1 "$work/$ds-ref/metrics.jsonl" 2>/dev/null | sed -n 's/.*"test_top1":\([0-9.]*\).*/\1/p')
+  check "a 4-rank BLL run on the $ds images learns: test top-1 ${top1:-?}% (10 classes)" \
+    python3 -c "import sys; sys.exit(not ($rc == 0 and float('${top1:-0}') >= 40))"
+  last=$(ls -d "$work/$ds-ref"/checkpoints/step_* 2>/dev/null | tail -1)
+  check "the $ds run and its checkpoints keep the image statistics it normalized with" \
+    bash -c "grep -q '\"mean\":\[' '$work/$ds-ref/normalization.json' && cmp -s '$work/$ds-ref/normalization.json' '$last/normalization.json' &&
+             grep -q '^file normalization.json ' '$last/MANIFEST'"
+  "$ckpt" export "$work/$ds-ref" "$work/$ds.safetensors" >/dev/null 2>&1
+  "$evaluate" "$work/ok.yaml" "$work/$ds.safetensors" "${keys[@]}" >"$work/eval" 2>&1
+  want=$(python3 -c "print('%.2f' % float('${top1:-0}'))")
+  check "bll-eval of the $ds export normalizes with the saved statistics: the run's top-1 ($want%)" \
+    grep -q "top-1 $want%" "$work/eval"
+  start 4 "$work/$ds-cut" "${keys[@]}"
+  wait_for "$work/$ds-cut/checkpoints/step_000000100/MANIFEST"
+  kill -KILL $(ranks_of "$work/$ds-cut") 2>/dev/null
+  wait "$job"
+  check "SIGKILL in epoch 2 leaves the $ds run unfinished" [ ! -e "$work/$ds-cut/block_0.pt" ]
+  run 4 "$work/$ds-cut" "${keys[@]}" checkpoint.resume=auto
+  step=$(sed -n 's/^bll-train: resuming from .* at step \([0-9]*\) .*/\1/p' "$work/out")
+  same=0
+  [ "$rc" -eq 0 ] && [ "${step:-0}" -ge 100 ] && same_params "$work/$ds-ref" "$work/$ds-cut" && same=1
+  check "the $ds run killed on 4 ranks resumed from step ${step:-?}: parameters bit-identical" [ "$same" = 1 ]
 done
 
 # A torn checkpoint (files, no manifest) and a corrupt one (one byte flipped) are skipped, named.

@@ -63,6 +63,13 @@ cp -r "$work/images" "$work/images_bad"; head -c 100 "$work/images/train/c4/0000
 expect "a file that does not decode stops a 2-rank run, named" 3 "^bll-train: error on rank 0: .*images_bad/train/c4/000004.jpg: not a readable JPEG" -- \
   "$mpiexec" -np 2 "$train" "$work/ok.yaml" "${folder_keys[@]}" data.dir="$work/images_bad" data.normalize=false \
   runtime.run_dir="$work/folder_bad"
+expect "data.on_bad_file=skip replaces it, named once, on 2 ranks" 0 \
+  "^bll: warning: .*images_bad/train/c4/000004.jpg: not a readable JPEG.*replaced by the next image of the epoch" -- \
+  "$mpiexec" -np 2 "$train" "$work/ok.yaml" "${folder_keys[@]}" data.dir="$work/images_bad" data.normalize=false \
+  data.on_bad_file=skip train.batch_size=40 runtime.run_dir="$work/folder_skip"
+cp "$work/out" "$work/skip.out"
+expect "the replaced file is counted in the epoch line and metrics.jsonl" 0 '' -- \
+  bash -c "grep -q '\"replaced_files\":1' '$work/folder_skip/metrics.jsonl' && grep -q '  1 bad files replaced' '$work/skip.out'"
 
 # Packed shards: bll-pack packs the folder (and goes on after a cut); they train; a bad shard is named.
 pack=$(dirname "$train")/bll-pack
@@ -120,7 +127,9 @@ else
 fi
 fault STOP 4 runtime.timeout_s=5
 # A liveness bound, not a timing test: the job must end within a generous multiple of timeout_s.
-if [ "$rc" -ne 0 ] && [ "$elapsed" -le 90 ] && grep -Eq "^bll-train: error on rank [0-9]: timed out after [0-9]+ s waiting for .* (from|to) rank [0-9]" "$work/err"; then
+# A rank stuck on a message names the peer; one stuck in a collective (the stop vote every rank
+# joins) names what it waited for, since any rank may be the one missing.
+if [ "$rc" -ne 0 ] && [ "$elapsed" -le 90 ] && grep -Eq "^bll-train: error on rank [0-9]: timed out after [0-9]+ s waiting for (.* (from|to) rank [0-9]|the stop vote of step [0-9]+)" "$work/err"; then
   passed=$((passed + 1)); echo "ok   a stopped rank ends the job after runtime.timeout_s ($elapsed s), the stuck peer named"
 else
   failed=$((failed + 1)); echo "FAIL a stopped rank: exit $rc after ${elapsed} s, stderr:"; sed 's/^/     /' "$work/err"
@@ -207,8 +216,23 @@ expect "two runs, two folders, 'latest' at the second" 0 '' -- bash -c "[ -n '$f
 
 # Every shipped config parses (a dry check: --help-free validation through a bad data dir).
 for cfg in "$configs"/*.yaml; do
-  expect "config $(basename "$cfg") validates" 3 "data.dir" -- "$train" "$cfg" data.dir="$work/absent" runtime.run_dir="$work/cfgrun"
+  expect "config $(basename "$cfg") validates" 3 "data.dir|/absent" -- "$train" "$cfg" data.dir="$work/absent" \
+    runtime.device=cpu runtime.run_dir="$work/cfgrun"
 done
+
+# The cluster configs train a few steps on 2 ranks at a smoke size, on the generated image folder
+# and its packed shards: ResNet-50 with the ImageNet stem, ResNet-18 on packed 64-pixel crops.
+"$pack" "$work/images" "$work/packed36" --side 36 >/dev/null 2>&1
+for cfg in imagenet_resnet50:"$work/images" imagenet64_resnet18:"$work/packed36"; do
+  expect "config ${cfg%%:*}.yaml trains a few steps" 0 '' -- "$mpiexec" -np 2 "$train" "$configs/${cfg%%:*}.yaml" \
+    data.dir="${cfg#*:}" data.image_size=32 data.train_limit=64 data.test_limit=32 data.workers=1 train.epochs=1 \
+    train.batch_size=16 model.width=4 runtime.device=cpu runtime.precision=fp32 runtime.threads=1 runtime.progress=off \
+    runtime.run_dir="$work/cluster-run/${cfg%%:*}"
+  cp "$work/out" "$work/${cfg%%:*}.out"
+done
+expect "imagenet_resnet50 has the ImageNet stem (32 pixels become 8), imagenet64_resnet18 the small one" 0 '' -- \
+  bash -c "grep -q 'block 0 \[3,32,32\] -> \[32,4,4\]' '$work/imagenet_resnet50.out' &&
+           grep -q 'block 0 \[3,32,32\] -> \[4,32,32\]' '$work/imagenet64_resnet18.out'"
 
 # Every config of configs/paper/ starts and trains a few steps on 2 ranks, at a smoke size
 # (narrow network, 64 training samples) on fixture data of its data set's format.

@@ -8,6 +8,7 @@
 #include "bll/data/folder.h"
 #include "bll/data/images.h"
 #include "bll/data/packed.h"
+#include "bll/data/sources.h"
 #include "bll/checkpoint.h"
 #include "bll/error.h"
 #include "fixtures.h"
@@ -82,6 +83,12 @@ TEST_CASE("images: a PNG decodes to the pixels written, a JPEG close to them, gr
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
   std::ofstream(dir + "/cut.jpg", std::ios::binary) << bytes.substr(0, 40);
   CHECK_THAT(data_error([&] { decode_image(dir + "/cut.jpg", 3); }), Contains("cut.jpg: not a readable JPEG"));
+  // Cut inside the image data, libjpeg would only warn and fill the rest with grey.
+  write_jpeg(dir + "/big.jpg", pattern(64, 64, 3), 95);
+  std::ifstream big_in(dir + "/big.jpg", std::ios::binary);
+  const std::string big((std::istreambuf_iterator<char>(big_in)), {});
+  std::ofstream(dir + "/short.jpg", std::ios::binary) << big.substr(0, big.size() * 2 / 3);
+  CHECK_THAT(data_error([&] { decode_image(dir + "/short.jpg", 3); }), Contains("short.jpg: not a readable JPEG (Premature end"));
 }
 
 TEST_CASE("images: resizing keeps a flat image flat and, shrinking, averages what it leaves out") {
@@ -97,6 +104,19 @@ TEST_CASE("images: resizing keeps a flat image flat and, shrinking, averages wha
     for (int64_t x = 0; x < 64; ++x) board.row(y)[x] = (x + y) % 2 ? 255 : 0;
   const Image grey = resize(board, {0, 0, 64, 64}, 8, 8);
   for (uint8_t v : grey.pixels) CHECK(std::abs(int(v) - 128) <= 2);
+  // In one pass to normalized channel planes, mirrored or not: resize's bytes, normalized.
+  const Image src = pattern(50, 70, 3);
+  const Box box{3, 5, 40, 61};
+  Image bytes = resize(src, box, 24, 24);
+  const float scale[3] = {0.5f, 2.0f, -1.0f}, shift[3] = {1.0f, -3.0f, 0.25f};
+  for (bool flip : {false, true}) {
+    std::vector<float> fused(3 * 24 * 24), separate(3 * 24 * 24);
+    resize_planar(src, box, 24, 24, {fused.data(), scale, shift, flip});
+    if (flip) flip_horizontal(bytes);
+    write_planar(bytes, {separate.data(), scale, shift, false});
+    CHECK(fused == separate);
+    CHECK(fused[1] == float(bytes.row(0)[3]) * 0.5f + 1.0f);  // channel 0, row 0, column 1
+  }
   // The evaluation crop: shorter side to size / 0.875, then the centre.
   const Image wide = pattern(64, 128, 3);
   const Image centre = resize_center_crop(wide, 28);
@@ -108,7 +128,7 @@ TEST_CASE("images: resizing keeps a flat image flat and, shrinking, averages wha
 }
 
 TEST_CASE("images: random resized boxes lie inside the image, within the scale and ratio asked") {
-  std::mt19937_64 rng(7);
+  ImageRng rng{7};
   int64_t in_range = 0;
   for (int i = 0; i < 2000; ++i) {
     const Box b = random_resized_box(200, 300, 0.08, 1.0, 0.75, 4.0 / 3.0, rng);
@@ -154,6 +174,73 @@ TEST_CASE("folder: classes are the sorted sub-folders, val must use train's, and
   s.start_epoch(0);
   CHECK_NOTHROW(s.get(1));
   CHECK_THAT(data_error([&] { s.get(0); }), Contains("broken.jpg: neither a JPEG nor a PNG file"));
+}
+
+TEST_CASE("folder: with on_bad_file skip, an unreadable file is replaced by the next image in the epoch's order") {
+  const auto dir = test::temp_dir("folder-skip");
+  test::write_image_folder(dir, 8, 16, 24, 1);
+  ImageFolder val = list_image_folder(dir + "/val");
+  std::ofstream(dir + "/broken.jpg") << "not an image";
+  val.files[3] = dir + "/broken.jpg";
+  write_jpeg(dir + "/big.jpg", pattern(64, 64, 3), 95);
+  std::ifstream big_in(dir + "/big.jpg", std::ios::binary);
+  const std::string big((std::istreambuf_iterator<char>(big_in)), {});
+  std::ofstream(dir + "/short.jpg", std::ios::binary) << big.substr(0, big.size() * 2 / 3);
+  val.files[5] = dir + "/short.jpg";
+  ImageTransform tf;
+  tf.size = 16;
+  // Evaluation keeps the folder's order and crops without draws: a replaced row is its successor.
+  ImageSource s(folder_store(val, 3), tf, Normalizer::identity(3), 4, false, 1, 2, /*skip_bad=*/true);
+  s.start_epoch(0);
+  const Batch b0 = s.get(0), b1 = s.get(1);
+  CHECK(s.replaced_files() == 2);
+  CHECK(torch::equal(b0.x[3], b1.x[0]));  // file 3 -> file 4
+  CHECK(b0.y[3].item<int64_t>() == val.labels[4]);
+  CHECK(torch::equal(b1.x[1], b1.x[2]));  // file 5 -> file 6
+  CHECK(b1.y[1].item<int64_t>() == val.labels[6]);
+  CHECK(!torch::equal(b0.x[2], b0.x[3]));
+  s.start_epoch(1);
+  CHECK(s.replaced_files() == 0);
+
+  // Training: the same batch whatever was read before (a resume), and without skip the file is named.
+  ImageFolder train = list_image_folder(dir + "/train");
+  train.files[2] = dir + "/short.jpg";
+  tf.hflip = true;
+  ImageSource a(folder_store(train, 3), tf, Normalizer::identity(3), 8, true, 4, 2, true),
+      b(folder_store(train, 3), tf, Normalizer::identity(3), 8, true, 4, 1, true),
+      strict(folder_store(train, 3), tf, Normalizer::identity(3), 8, true, 4, 2);
+  a.start_epoch(1), b.start_epoch(1), strict.start_epoch(1);
+  const Batch ba = a.get(0);
+  CHECK(torch::equal(ba.x, b.get(0).x));
+  CHECK(torch::equal(ba.y, b.get(0).y));
+  CHECK(a.replaced_files() == 1);
+  CHECK_THAT(data_error([&] { strict.get(0); }), Contains("short.jpg: not a readable JPEG"));
+}
+
+TEST_CASE("folder: the normalization saved with a run is exact, and opening the data with it uses it") {
+  const Normalizer n{torch::tensor({0.25f, 0.5f, 0.123456789f}), torch::tensor({0.3f, 1.0f / 3.0f, 2.0f})};
+  const Normalizer back = Normalizer::from_json(n.to_json(), "n.json");
+  CHECK(torch::equal(back.mean, n.mean));
+  CHECK(torch::equal(back.std, n.std));
+  CHECK_THAT(data_error([] { Normalizer::from_json("{\"mean\": [1]}", "bad.json"); }), Contains("bad.json: not a normalization file"));
+  CHECK_THAT(data_error([] { Normalizer::from_json("{\"mean\": [1], \"std\": [0]}", "z.json"); }),
+             Contains("z.json: a standard deviation is not positive"));
+
+  const auto dir = test::temp_dir("folder-norm");
+  test::write_image_folder(dir, 32, 16, 24, 3);
+  const std::string yaml = "data: {dataset: folder, dir: " + dir + ", image_size: 16}\nmodel: {type: cnn, widths: [4], blocks: 1}\n"
+                           "train: {epochs: 1, batch_size: 8}\n";
+  const Config fitted = parse_config(yaml, "t", {}), plain = parse_config(yaml, "t", {"data.normalize=false"});
+  const OpenData a = open_data(fitted);
+  REQUIRE(a.image_norm);
+  CHECK(!open_data(plain).image_norm);
+  const Normalizer identity = Normalizer::identity(3);
+  const OpenData given = open_data(fitted, 0, 1, &identity), none = open_data(plain);
+  CHECK(torch::equal(given.image_norm->mean, identity.mean));
+  given.test->start_epoch(0), none.test->start_epoch(0), a.test->start_epoch(0);
+  const torch::Tensor x = given.test->get(0).x;
+  CHECK(torch::equal(x, none.test->get(0).x));  // the saved statistics, not a fit
+  CHECK(!torch::equal(x, a.test->get(0).x));
 }
 
 TEST_CASE("folder: a batch depends on (seed, epoch, t) alone, not on the threads or what was read before") {

@@ -90,6 +90,28 @@ TEST_CASE("resnet blocks compute the declared shapes") {
   }
 }
 
+TEST_CASE("resnet: the ImageNet stem quarters the image, and at 224 pixels both networks have torchvision's parameters") {
+  Config c = parse_config("data: {dataset: folder, dir: d}\nmodel: {type: resnet18, width: 4, blocks: 4}\n"
+                          "train: {epochs: 1}\n", "t", {});
+  CHECK(block_boundary_shapes(c.model, {3, 64, 64}, 10)[1] == Shape{4, 64, 64});  // auto: small below 128
+  c.model.stem = "imagenet";
+  CHECK(block_boundary_shapes(c.model, {3, 64, 64}, 10)[1] == Shape{4, 16, 16});
+  CHECK(block_boundary_shapes(c.model, {3, 65, 65}, 10)[1] == Shape{4, 17, 17});  // each halving rounds up
+  check_chain(c);  // 28x28 -> 7x7 after the stem, the blocks as declared
+  c.model.stem = "auto";
+  CHECK(block_boundary_shapes(c.model, {3, 128, 128}, 10)[1] == Shape{4, 32, 32});
+  // torchvision.models.resnet18() and resnet50(): 11,689,512 and 25,557,032 parameters.
+  c.model.width = 64, c.model.blocks = 1;
+  const auto count = [&](const char* type) {
+    c.model.type = type;
+    int64_t n = 0;
+    for (const auto& p : make_block(c, 0, {3, 224, 224}, 1000)->parameters()) n += p.numel();
+    return n;
+  };
+  CHECK(count("resnet18") == 11689512);
+  CHECK(count("resnet50") == 25557032);
+}
+
 TEST_CASE("a model that cannot take the input says why") {
   Config c = parse_config("data: {dataset: fashion-mnist, dir: d}\nmodel: {type: cnn, widths: [4,4,4,4,4,4], blocks: 2}\n"
                           "train: {epochs: 1}\n", "t", {});

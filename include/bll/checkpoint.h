@@ -83,9 +83,13 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir);
 std::vector<std::string> checkpoints_at(const std::string& path);
 
 // Export: the network of a checkpoint (replica 0's spans) as named tensors, every block's
-// parameters and buffers by their module paths ("block3.features.0.weight"), blocks in order.
+// parameters and buffers by their module paths ("block3.features.0.weight"), blocks in order;
+// then, where the run normalized images with statistics it saved, those as "data.mean" and
+// "data.std" (bll-eval normalizes with them).
 // The checkpoint is checked first (check_checkpoint); throws RuntimeError saying why it cannot be read.
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+inline constexpr const char* kExportedMean = "data.mean";
+inline constexpr const char* kExportedStd = "data.std";
 NamedTensors checkpoint_network(const std::string& checkpoint_dir);
 
 // The safetensors format (a little-endian 8-byte header length, a JSON header naming each

@@ -22,6 +22,7 @@ struct DataConfig {
   // folder: the images' side, channels, decoding threads, and the random resized crop's range
   int64_t image_size = 224, channels = 3, workers = 2;
   double scale_min = 0.08, scale_max = 1.0, ratio_min = 0.75, ratio_max = 4.0 / 3.0;
+  std::string on_bad_file = "error";  // folder: error (stop, naming the file) | skip (the next image instead)
 };
 
 struct ModelConfig {
@@ -29,6 +30,7 @@ struct ModelConfig {
   std::vector<int64_t> widths;   // cnn: channels per stage; mlp: hidden sizes
   int64_t width = 64;            // resnet: channels of the first stage (64 = the standard network);
                                  // transformer: model dimension
+  std::string stem = "auto";     // resnet: small | imagenet | auto (imagenet from 128 pixels a side)
   int64_t layers = 0;            // transformer: layers, one attention head each; 0 = one per block
   int64_t convs_per_stage = 1;   // cnn: conv-bn-relu layers per stage (the last one downsamples)
   int64_t head_hidden = 0;       // hidden units of the classifier head; 0 = linear head

@@ -34,6 +34,7 @@ struct EpochRecord {
   double pipeline_efficiency = 0;            // compute share of the busiest rank's training time
   int64_t replicas = 1;                      // runtime.replicas; the rank_ lists cover every replica
   double replica_divergence = 0;             // largest |parameter - replica 0's| before the epoch's sync
+  int64_t replaced_files = 0;                // unreadable image files replaced (data.on_bad_file skip)
 };
 
 std::string to_json_line(const EpochRecord& r);

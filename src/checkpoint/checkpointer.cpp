@@ -55,7 +55,7 @@ struct Checkpointer::Pending {
 Checkpointer::Checkpointer(const Setup& s)
     : config_(s.config), grid_(s.grid), placement_(s.placement), control_(s.grid.world.duplicate()), run_dir_(s.run_dir), n_(s.batches_per_epoch),
       total_(s.batches_per_epoch * s.config.train.epochs),
-      lag_(int64_t(s.grid.pipeline.size()) * s.config.train.in_flight + 2), twin_(s.twin),
+      lag_(int64_t(s.grid.pipeline.size()) * s.config.train.in_flight + 2), twin_(s.twin), normalization_(s.normalization),
       // Replicas hold equal parameters under sync grads, but each gathers its own batch-norm
       // statistics until the epoch ends (and under sync params its own parameters): each saves.
       per_replica_(s.grid.num_replicas > 1) {}
@@ -156,6 +156,7 @@ void Checkpointer::save(int64_t step, const std::string& reason, std::vector<Blo
     archive.write("state", twin_->state());
     add("twin.pt", archive_bytes(archive));
   }
+  if (!normalization_.empty()) add(kNormalizationFile, normalization_);
   add("config.yaml", config_to_yaml(config_));
   auto p = std::make_unique<Pending>();
   p->step = step;

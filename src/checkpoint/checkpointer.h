@@ -45,6 +45,7 @@ class Checkpointer {
     std::string run_dir;
     int64_t batches_per_epoch;
     const TwinCodes* twin;  // saved with every checkpoint (loss.feedback twin), else null
+    std::string normalization;  // normalization.json's text, saved with every checkpoint where not empty
   };
   explicit Checkpointer(const Setup& setup);  // collective over the world
   ~Checkpointer();
@@ -84,6 +85,7 @@ class Checkpointer {
   std::string run_dir_;
   int64_t n_, total_, lag_;
   const TwinCodes* twin_;
+  std::string normalization_;
   bool per_replica_;  // runtime.replicas > 1: file names carry the replica
   std::deque<Vote> votes_;
   int64_t stop_end_ = -1;  // the agreed stop: global batches to run in all (-1: none)

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bll/checkpoint.h"
+#include "bll/data/loader.h"
 #include "bll/error.h"
 
 namespace bll {
@@ -59,6 +60,13 @@ NamedTensors checkpoint_network(const std::string& dir) {
                        std::to_string(m.blocks) + " blocks");
   NamedTensors out;
   for (auto& [k, tensors] : blocks) out.insert(out.end(), tensors.begin(), tensors.end());
+  // The image statistics the run normalized with, so that bll-eval uses them too.
+  const fs::path norm_file = fs::path(dir) / kNormalizationFile;
+  if (fs::exists(norm_file)) {
+    const Normalizer n = Normalizer::from_json(read_bytes(norm_file.string()), norm_file.string());
+    out.emplace_back(kExportedMean, n.mean);
+    out.emplace_back(kExportedStd, n.std);
+  }
   return out;
 }
 

@@ -104,6 +104,10 @@ std::vector<KeySpec> make_schema() {
         "folder, packed: 3 (RGB; grey and CMYK files are converted) or 1 (grey)", range(1, 3)),
     row("data.workers", &C::data, &DataConfig::workers, "2",
         "folder, packed: threads that decode (folder) and crop the next batch while the pipeline trains", range(1, 256)),
+    row("data.on_bad_file", &C::data, &DataConfig::on_bad_file, "error",
+        "folder: a file that cannot be decoded stops the run naming it (error), or is replaced by the next readable "
+        "image in the epoch's order, named once and counted in metrics.jsonl's replaced_files (skip)",
+        one_of({"error", "skip"})),
     row("data.scale_min", &C::data, &DataConfig::scale_min, "0.08", "folder, packed: smallest area fraction of a random resized crop", range(1e-6, 1)),
     row("data.scale_max", &C::data, &DataConfig::scale_max, "1.0", "folder, packed: largest area fraction of a random resized crop", range(1e-6, 1)),
     row("data.ratio_min", &C::data, &DataConfig::ratio_min, "0.75", "folder, packed: smallest aspect ratio (width / height) of a random resized crop", range(1e-3, 1e3)),
@@ -117,6 +121,10 @@ std::vector<KeySpec> make_schema() {
         range(1, 1 << 16)),
     row("model.width", &C::model, &ModelConfig::width, "64", "resnet: channels of the first stage (64 is the standard network); transformer: model dimension",
         range(1, 1 << 12)),
+    row("model.stem", &C::model, &ModelConfig::stem, "auto",
+        "resnet: small (a 3x3 convolution at full resolution, for 28-64 pixel images), imagenet (a 7x7 stride-2 "
+        "convolution and 3x3 stride-2 max pooling, as for 224-pixel ImageNet), or auto (imagenet from 128 pixels a side)",
+        one_of({"auto", "small", "imagenet"})),
     row("model.layers", &C::model, &ModelConfig::layers, "0",
         "transformer: number of layers, one attention head each (0 = model.blocks: one layer per block)", range(0, 1024)),
     row("model.convs_per_stage", &C::model, &ModelConfig::convs_per_stage, "1", "cnn: conv-bn-relu layers per stage", range(1, 16)),
@@ -247,11 +255,13 @@ std::vector<KeySpec> make_schema() {
 }
 
 // The keys a resume may change: they decide how fast and where the run computes, what it writes,
-// or the last bits of sums, never what it trains. A key missing here must match the checkpoint's
-// (a new key is safe by default). runtime.replicas changes the batch each batch-norm sees: the
+// or the last bits of sums, never what it trains; and data.on_bad_file, so that a run stopped by
+// an unreadable file can go on with skip. A key missing here must match the checkpoint's (a new
+// key is safe by default). runtime.replicas changes the batch each batch-norm sees: the
 // trainer warns that such a resume will not match bit for bit.
 const char* const kFreeOnResume[] = {
     "data.workers",
+    "data.on_bad_file",
     "runtime.run_dir",       "runtime.overwrite", "runtime.threads",         "runtime.blas_threads",
     "runtime.progress",      "runtime.log_every", "runtime.wait",            "runtime.timeout_s",
     "runtime.keep_freed_memory", "runtime.blocks_per_rank", "runtime.save_params", "runtime.device",

@@ -34,6 +34,7 @@ class FolderStore : public ImageStore {
   int64_t size() const override { return folder_.size(); }
   int64_t label(int64_t i) const override { return folder_.labels[size_t(i)]; }
   Image image(int64_t i) const override { return decode_image(folder_.files[size_t(i)], channels_); }
+  std::string name(int64_t i) const override { return folder_.files[size_t(i)]; }
 
  private:
   ImageFolder folder_;

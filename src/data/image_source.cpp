@@ -2,6 +2,7 @@
 #include "bll/data/image_source.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "bll/error.h"
 
@@ -16,6 +17,7 @@ class Subset : public ImageStore {
   int64_t size() const override { return int64_t(indices_.size()); }
   int64_t label(int64_t i) const override { return store_->label(indices_[size_t(i)]); }
   Image image(int64_t i) const override { return store_->image(indices_[size_t(i)]); }
+  std::string name(int64_t i) const override { return store_->name(indices_[size_t(i)]); }
 
  private:
   std::shared_ptr<const ImageStore> store_;
@@ -23,10 +25,8 @@ class Subset : public ImageStore {
 };
 
 // The draws of one image: (seed, epoch, batch, row of the whole batch) alone.
-std::mt19937_64 image_rng(uint64_t seed, int64_t epoch, int64_t t, int64_t row) {
-  std::seed_seq seq{uint32_t(seed), uint32_t(seed >> 32), uint32_t(epoch), uint32_t(t), uint32_t(uint64_t(t) >> 32),
-                    uint32_t(row), 0x51ed2705u};
-  return std::mt19937_64(seq);
+ImageRng image_rng(uint64_t seed, int64_t epoch, int64_t t, int64_t row) {
+  return ImageRng{seed, uint64_t(epoch), uint64_t(t), uint64_t(row)};
 }
 
 }  // namespace
@@ -47,22 +47,15 @@ struct Affine {
 namespace {
 
 // One image as the transform makes it, normalized and written CHW into `out`.
-void make_image(const Image& img, const ImageTransform& tf, bool train, std::mt19937_64& rng, const Affine& norm,
+void make_image(const Image& img, const ImageTransform& tf, bool train, ImageRng& rng, const Affine& norm,
                 float* out) {
-  Image done;
+  Planar planar{out, norm.scale.data(), norm.shift.data(), false};
   if (train) {
-    const Box box = random_resized_box(img.height, img.width, tf.scale_min, tf.scale_max, tf.ratio_min, tf.ratio_max, rng);
-    done = resize(img, box, tf.size, tf.size);
-    if (tf.hflip && (rng() & 1)) flip_horizontal(done);
+    const ImageTransform::Crop crop = tf.draw(img.height, img.width, rng);
+    planar.flip = crop.flip;
+    resize_planar(img, crop.box, tf.size, tf.size, planar);
   } else {
-    done = resize_center_crop(img, tf.size);
-  }
-  const int64_t plane = tf.size * tf.size, c = tf.channels;
-  for (int64_t ch = 0; ch < c; ++ch) {
-    const float scale = norm.scale[size_t(ch)], shift = norm.shift[size_t(ch)];
-    const uint8_t* px = done.pixels.data() + ch;
-    float* dst = out + ch * plane;
-    for (int64_t p = 0; p < plane; ++p) dst[p] = float(px[p * c]) * scale + shift;
+    write_planar(resize_center_crop(img, tf.size), planar);
   }
 }
 
@@ -87,6 +80,13 @@ ImageTransform ImageTransform::of(const DataConfig& config) {
   return tf;
 }
 
+ImageTransform::Crop ImageTransform::draw(int64_t height, int64_t width, ImageRng& rng) const {
+  Crop crop;
+  crop.box = random_resized_box(height, width, scale_min, scale_max, ratio_min, ratio_max, rng);
+  crop.flip = hflip && (rng() & 1);
+  return crop;
+}
+
 struct ImageSource::Pending {
   int64_t t = 0, epoch = 0;
   torch::Tensor x, labels;  // float [b, C, size, size], normalized; int64 [b]
@@ -94,12 +94,14 @@ struct ImageSource::Pending {
   std::condition_variable done;
   int64_t left = 0;
   std::string error;  // the first image that failed
+  std::vector<std::string> replaced;  // why each replaced file could not be read
 };
 
 ImageSource::ImageSource(std::shared_ptr<const ImageStore> store, ImageTransform transform, Normalizer norm,
-                         int64_t batch_size, bool train, uint64_t seed, int64_t workers)
+                         int64_t batch_size, bool train, uint64_t seed, int64_t workers, bool skip_bad)
     : BatchSource(store->size(), batch_size, train, seed), store_(std::move(store)), transform_(transform),
-      norm_(std::make_shared<const Affine>(norm)) {
+      norm_(std::make_shared<const Affine>(norm)), order_now_(std::make_shared<const std::vector<int64_t>>(order_)),
+      skip_bad_(skip_bad) {
   for (int64_t i = 0; i < std::max<int64_t>(1, workers); ++i) threads_.emplace_back([this] { work(); });
 }
 
@@ -129,27 +131,41 @@ void ImageSource::work() {
 
 std::shared_ptr<ImageSource::Pending> ImageSource::start(int64_t t) {
   auto p = std::make_shared<Pending>();
-  const std::vector<int64_t> rows = samples_of(t);
-  const int64_t b = int64_t(rows.size()), first = first_row_of(t), bytes = transform_.channels * transform_.size * transform_.size;
+  const int64_t b = batch_size_of(t), first = first_row_of(t), at = position_of(t);
+  const int64_t bytes = transform_.channels * transform_.size * transform_.size;
   p->t = t, p->epoch = epoch_, p->left = b;
-  p->x = torch::empty({b, transform_.channels, transform_.size, transform_.size}, torch::kFloat32);
+  p->x = buffer(b);
   p->labels = torch::empty({b}, torch::kInt64);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (int64_t i = 0; i < b; ++i) {
-      const int64_t sample = rows[size_t(i)];
-      p->labels.data_ptr<int64_t>()[i] = store_->label(sample);
-      jobs_.push_back([p, store = store_, sample, out = p->x.data_ptr<float>() + i * bytes, tf = transform_,
-                       train = train_, seed = seed_, row = first + i, norm = norm_] {
-        std::string error;
+      jobs_.push_back([p, i, store = store_, order = order_now_, at = at + i, out = p->x.data_ptr<float>() + i * bytes,
+                       tf = transform_, train = train_, seed = seed_, row = first + i, norm = norm_, skip = skip_bad_] {
+        std::string error, replaced;
         try {
-          std::mt19937_64 rng = image_rng(seed, p->epoch, p->t, row);
-          make_image(store->image(sample), tf, train, rng, *norm, out);
+          // The image at `at` in the epoch's order, or with `skip` the next one that can be read.
+          const int64_t n = int64_t(order->size());
+          int64_t sample = (*order)[size_t(at)];
+          Image img;
+          for (int64_t k = 1;; ++k) {
+            try {
+              img = store->image(sample);
+              break;
+            } catch (const DataError& e) {
+              if (!skip || k >= n) throw;
+              if (replaced.empty()) replaced = e.what();
+              sample = (*order)[size_t((at + k) % n)];
+            }
+          }
+          p->labels.data_ptr<int64_t>()[i] = store->label(sample);
+          ImageRng rng = image_rng(seed, p->epoch, p->t, row);
+          make_image(img, tf, train, rng, *norm, out);
         } catch (const std::exception& e) {
           error = e.what();
         }
         std::lock_guard<std::mutex> done(p->mutex);
         if (p->error.empty()) p->error = error;
+        if (!replaced.empty()) p->replaced.push_back(replaced);
         if (--p->left == 0) p->done.notify_all();
       });
     }
@@ -158,23 +174,52 @@ std::shared_ptr<ImageSource::Pending> ImageSource::start(int64_t t) {
   return p;
 }
 
+torch::Tensor ImageSource::buffer(int64_t b) {
+  const std::vector<int64_t> shape{b, transform_.channels, transform_.size, transform_.size};
+  for (const torch::Tensor& x : pool_)  // held by the pool alone: no batch, view or graph uses it
+    if (x.use_count() == 1 && x.storage().use_count() == 1 && x.sizes() == shape) return x;
+  torch::Tensor x = torch::empty(shape, torch::kFloat32);
+  if (pool_.size() < 4) pool_.push_back(x);
+  return x;
+}
+
 std::shared_ptr<ImageSource::Pending> ImageSource::take(int64_t t) {
   std::shared_ptr<Pending> p = ahead_ && ahead_->t == t && ahead_->epoch == epoch_ ? ahead_ : start(t);
   ahead_ = t + 1 < num_batches() ? start(t + 1) : nullptr;  // queued behind batch t's images
   std::unique_lock<std::mutex> lock(p->mutex);
   p->done.wait(lock, [&] { return p->left == 0; });
   if (!p->error.empty()) throw DataError(p->error);
+  for (const std::string& why : p->replaced) {
+    ++replaced_;
+    if (named_.insert(why).second)
+      std::fprintf(stderr, "bll: warning: %s; data.on_bad_file skip: replaced by the next image of the epoch\n",
+                   why.c_str());
+  }
   return p;
 }
 
 void ImageSource::start_epoch(int64_t epoch) {
   BatchSource::start_epoch(epoch);
+  order_now_ = std::make_shared<const std::vector<int64_t>>(order_);  // a batch of the old order keeps its own
   ahead_ = nullptr;  // decoded for the old order
+  replaced_ = 0;
 }
 
 Batch ImageSource::get(int64_t t) {
   const auto p = take(t);
   return {p->x, p->labels};
+}
+
+std::vector<ImageRecord> ImageSource::records(int64_t t) const {
+  const std::vector<int64_t> rows = samples_of(t);
+  std::vector<ImageRecord> out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t sample = rows[i];
+    const Image img = store_->image(sample);
+    ImageRng rng = image_rng(seed_, epoch_, t, first_row_of(t) + int64_t(i));
+    out.push_back({store_->name(sample), store_->label(sample), transform_.draw(img.height, img.width, rng)});
+  }
+  return out;
 }
 
 Normalizer fit_normalizer(std::shared_ptr<const ImageStore> train, const ImageTransform& transform, int64_t images,

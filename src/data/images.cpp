@@ -2,6 +2,7 @@
 #include "bll/data/images.h"
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <type_traits>
 
 #include "bll/error.h"
 
@@ -17,7 +19,8 @@ namespace bll {
 namespace {
 
 // libjpeg reports a fatal error through error_exit, which must not return: jump back to the
-// caller's setjmp, which throws. Warnings (a corrupt but decodable stream) are ignored.
+// caller's setjmp, which throws. Warnings (a corrupt but decodable stream) are ignored, but for
+// a file cut short, whose missing rows libjpeg would fill with grey: that one fails too.
 struct JpegError {
   jpeg_error_mgr mgr;
   jmp_buf jump;
@@ -30,7 +33,9 @@ void jpeg_fail(j_common_ptr c) {
   longjmp(e->jump, 1);
 }
 
-void jpeg_quiet(j_common_ptr, int) {}
+void jpeg_warning(j_common_ptr c, int level) {
+  if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) jpeg_fail(c);
+}
 
 uint8_t luma(int r, int g, int b) { return uint8_t((r * 299 + g * 587 + b * 114 + 500) / 1000); }
 
@@ -67,7 +72,7 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, int64_t channels, const std
   Image out;
   d.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = jpeg_fail;
-  err.mgr.emit_message = jpeg_quiet;
+  err.mgr.emit_message = jpeg_warning;
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&d);
     throw DataError(path + ": not a readable JPEG (" + err.message + ")");
@@ -76,18 +81,20 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, int64_t channels, const std
   jpeg_mem_src(&d, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&d, TRUE);
   const bool cmyk = d.jpeg_color_space == JCS_CMYK || d.jpeg_color_space == JCS_YCCK;
-  d.out_color_space = cmyk ? JCS_CMYK : (channels == 1 || d.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB);
+  // libjpeg-turbo turns grey into RGB and colour into grey itself; only CMYK is converted here.
+  d.out_color_space = cmyk ? JCS_CMYK : (channels == 1 ? JCS_GRAYSCALE : JCS_RGB);
   jpeg_start_decompress(&d);
   const int n = d.output_components;
-  raw.resize(size_t(d.output_width) * d.output_height * size_t(n));
+  out.height = d.output_height, out.width = d.output_width, out.channels = channels;
+  std::vector<uint8_t>& into = n == channels ? out.pixels : raw;
+  into.resize(size_t(d.output_width) * d.output_height * size_t(n));
   while (d.output_scanline < d.output_height) {
-    JSAMPROW row = raw.data() + size_t(d.output_scanline) * d.output_width * size_t(n);
+    JSAMPROW row = into.data() + size_t(d.output_scanline) * d.output_width * size_t(n);
     jpeg_read_scanlines(&d, &row, 1);
   }
-  out.height = d.output_height, out.width = d.output_width, out.channels = channels;
   jpeg_finish_decompress(&d);
   jpeg_destroy_decompress(&d);
-  convert(raw, n, out);
+  if (n != channels) convert(raw, n, out);
   return out;
 }
 
@@ -120,7 +127,7 @@ std::vector<uint8_t> read_file(const std::string& path) {
 // [offset, offset + length) of the axis.
 struct Taps {
   std::vector<int64_t> first, count;
-  std::vector<double> w;
+  std::vector<float> w;  // computed in double, stored as the passes use them
   int64_t taps = 0;
 };
 
@@ -130,31 +137,31 @@ Taps taps(int64_t offset, int64_t length, int64_t out) {
   t.taps = int64_t(std::ceil(support)) * 2 + 1;
   t.first.resize(size_t(out));
   t.count.resize(size_t(out));
-  t.w.assign(size_t(out * t.taps), 0.0);
+  t.w.assign(size_t(out * t.taps), 0.0f);
+  std::vector<double> w(size_t(t.taps));
   for (int64_t o = 0; o < out; ++o) {
     const double center = double(offset) + (double(o) + 0.5) * scale;
     const int64_t lo = std::max<int64_t>(offset, int64_t(center - support + 0.5));
     const int64_t hi = std::min<int64_t>(offset + length, int64_t(center + support + 0.5));
     double total = 0;
-    double* w = t.w.data() + o * t.taps;
+    std::fill(w.begin(), w.end(), 0.0);
     for (int64_t x = lo; x < hi && x - lo < t.taps; ++x) {
       const double d = std::abs((double(x) + 0.5 - center) / filter_scale);
-      w[x - lo] = std::max(0.0, 1.0 - d);
-      total += w[x - lo];
+      w[size_t(x - lo)] = std::max(0.0, 1.0 - d);
+      total += w[size_t(x - lo)];
     }
     t.first[size_t(o)] = lo;
     t.count[size_t(o)] = std::min(hi - lo, t.taps);
-    if (total > 0)
-      for (int64_t k = 0; k < t.count[size_t(o)]; ++k) w[k] /= total;
+    for (int64_t k = 0; k < t.taps; ++k) t.w[size_t(o * t.taps + k)] = float(total > 0 ? w[size_t(k)] / total : w[size_t(k)]);
   }
   return t;
 }
 
-uint64_t draw(std::mt19937_64& rng) { return rng(); }
-double uniform(std::mt19937_64& rng, double lo, double hi) {  // the same on every library
+uint64_t draw(ImageRng& rng) { return rng(); }
+double uniform(ImageRng& rng, double lo, double hi) {  // the same on every library
   return lo + (hi - lo) * double(draw(rng) >> 11) * 0x1.0p-53;
 }
-int64_t below(std::mt19937_64& rng, int64_t n) { return int64_t(draw(rng) % uint64_t(n)); }
+int64_t below(ImageRng& rng, int64_t n) { return int64_t(draw(rng) % uint64_t(n)); }
 
 }  // namespace
 
@@ -201,13 +208,23 @@ void write_png(const std::string& path, const Image& image) {
 
 namespace {
 
+// Scratch rows of one thread's resizes, kept between images: no allocation (and no page
+// faults) per image once a thread has seen the largest box.
+std::vector<float>& scratch(int which) {
+  thread_local std::vector<float> buffers[2];
+  return buffers[which];
+}
+
 // The two passes of a resize with the channel count known at compile time: across into a float
-// buffer of the box's rows, then down into bytes. Weights are non-negative and sum to 1, so a
-// sum lies in [0, 255] up to rounding.
-template <int C>
-void resize_passes(const Image& image, const Box& box, const Taps& across, const Taps& down, int64_t width, Image& out) {
-  std::vector<float> rows(size_t(box.height * width * C));
-  std::vector<float> wa(across.w.begin(), across.w.end()), wd(down.w.begin(), down.w.end());
+// buffer of the box's rows, then down; `emit(o, acc)` takes output row o as width * C sums,
+// each + 0.5 (so that truncation rounds). Weights are non-negative and sum to 1, so a sum lies
+// in [0, 255] up to rounding.
+template <int C, class Emit>
+void resize_passes(const Image& image, const Box& box, const Taps& across, const Taps& down, int64_t width,
+                   int64_t height, Emit emit) {
+  std::vector<float>& rows = scratch(0);
+  rows.resize(size_t(box.height * width * C));
+  const std::vector<float>&wa = across.w, &wd = down.w;
   for (int64_t y = 0; y < box.height; ++y) {
     const uint8_t* in = image.row(box.top + y);
     float* dst = rows.data() + y * width * C;
@@ -221,19 +238,28 @@ void resize_passes(const Image& image, const Box& box, const Taps& across, const
     }
   }
   const int64_t line = width * C;
-  std::vector<float> acc(static_cast<size_t>(line));
-  for (int64_t o = 0; o < out.height; ++o) {  // row by row, so that the inner loops vectorize
+  std::vector<float>& acc = scratch(1);
+  acc.resize(size_t(line));
+  for (int64_t o = 0; o < height; ++o) {  // row by row, so that the inner loops vectorize
     const float* w = wd.data() + o * down.taps;
     const float* src = rows.data() + (down.first[size_t(o)] - box.top) * line;
-    std::fill(acc.begin(), acc.end(), 0.5f);  // + 0.5: rounding to the nearest byte below
+    std::fill(acc.begin(), acc.end(), 0.5f);
     for (int64_t k = 0, n = down.count[size_t(o)]; k < n; ++k) {
       const float wk = w[k];
       const float* in = src + k * line;
       for (int64_t i = 0; i < line; ++i) acc[size_t(i)] += wk * in[i];
     }
-    uint8_t* dst = out.row(o);
-    for (int64_t i = 0; i < line; ++i) dst[i] = uint8_t(std::min(255.0f, acc[size_t(i)]));
+    emit(o, acc.data());
   }
+}
+
+inline uint8_t to_byte(float v) { return uint8_t(std::min(255.0f, v)); }
+
+template <class Run>
+void by_channels(int64_t channels, Run run) {
+  if (channels == 3) run(std::integral_constant<int, 3>{});
+  else if (channels == 1) run(std::integral_constant<int, 1>{});
+  else throw DataError("resize: " + std::to_string(channels) + " channels (1 or 3)");
 }
 
 }  // namespace
@@ -243,14 +269,49 @@ Image resize(const Image& image, const Box& box, int64_t height, int64_t width) 
   Image out;
   out.height = height, out.width = width, out.channels = image.channels;
   out.pixels.resize(size_t(height * width * image.channels));
-  if (image.channels == 3) resize_passes<3>(image, box, across, down, width, out);
-  else if (image.channels == 1) resize_passes<1>(image, box, across, down, width, out);
-  else throw DataError("resize: " + std::to_string(image.channels) + " channels (1 or 3)");
+  by_channels(image.channels, [&](auto c) {
+    resize_passes<decltype(c)::value>(image, box, across, down, width, height, [&](int64_t o, const float* acc) {
+      uint8_t* dst = out.row(o);
+      for (int64_t i = 0; i < width * c; ++i) dst[i] = to_byte(acc[i]);
+    });
+  });
   return out;
 }
 
+void resize_planar(const Image& image, const Box& box, int64_t height, int64_t width, const Planar& out) {
+  const Taps across = taps(box.left, box.width, width), down = taps(box.top, box.height, height);
+  const int64_t plane = height * width;
+  by_channels(image.channels, [&](auto c) {
+    constexpr int C = decltype(c)::value;
+    resize_passes<C>(image, box, across, down, width, height, [&](int64_t o, const float* acc) {
+      for (int ch = 0; ch < C; ++ch) {
+        const float scale = out.scale[ch], shift = out.shift[ch];
+        float* dst = out.data + ch * plane + o * width;
+        if (out.flip)
+          for (int64_t x = 0; x < width; ++x) dst[width - 1 - x] = float(to_byte(acc[x * C + ch])) * scale + shift;
+        else
+          for (int64_t x = 0; x < width; ++x) dst[x] = float(to_byte(acc[x * C + ch])) * scale + shift;
+      }
+    });
+  });
+}
+
+void write_planar(const Image& image, const Planar& out) {
+  const int64_t plane = image.height * image.width, c = image.channels;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float scale = out.scale[ch], shift = out.shift[ch];
+    float* dst = out.data + ch * plane;
+    for (int64_t y = 0; y < image.height; ++y) {
+      const uint8_t* px = image.row(y) + ch;
+      float* row = dst + y * image.width;
+      for (int64_t x = 0; x < image.width; ++x)
+        row[out.flip ? image.width - 1 - x : x] = float(px[x * c]) * scale + shift;
+    }
+  }
+}
+
 Box random_resized_box(int64_t height, int64_t width, double scale_min, double scale_max, double ratio_min,
-                       double ratio_max, std::mt19937_64& rng) {
+                       double ratio_max, ImageRng& rng) {
   const double area = double(height * width), log_lo = std::log(ratio_min), log_hi = std::log(ratio_max);
   for (int attempt = 0; attempt < 10; ++attempt) {
     const double target = area * uniform(rng, scale_min, scale_max);

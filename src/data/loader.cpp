@@ -2,6 +2,8 @@
 
 #include <numeric>
 
+#include <nlohmann/json.hpp>
+
 #include "bll/error.h"
 
 namespace bll {
@@ -33,6 +35,28 @@ Normalizer normalizer_for(bool normalize, const Dataset& train) {
   const bool images = !train.sequences() && !train.reconstruct;
   if (images && normalize) return Normalizer::fit(train.images);
   return Normalizer::identity(images ? train.images.size(1) : 1);
+}
+
+std::string Normalizer::to_json() const {
+  const auto values = [](const torch::Tensor& t) {
+    const auto f = t.to(torch::kFloat32).contiguous();
+    return std::vector<float>(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+  };
+  return nlohmann::json{{"mean", values(mean)}, {"std", values(std)}}.dump() + "\n";
+}
+
+Normalizer Normalizer::from_json(const std::string& text, const std::string& path) {
+  try {
+    const auto j = nlohmann::json::parse(text);
+    const auto mean = j.at("mean").get<std::vector<float>>(), std = j.at("std").get<std::vector<float>>();
+    if (mean.empty() || mean.size() != std.size() || mean.size() > 3)
+      throw DataError(path + ": 'mean' and 'std' must hold one number per channel (1 to 3)");
+    for (float s : std)
+      if (!(s > 0)) throw DataError(path + ": a standard deviation is not positive");
+    return {torch::tensor(mean), torch::tensor(std)};
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(path + ": not a normalization file (" + e.what() + ")");
+  }
 }
 
 Normalizer Normalizer::identity(int64_t channels) {
@@ -76,7 +100,7 @@ void BatchSource::start_epoch(int64_t epoch) {
 }
 
 std::vector<int64_t> BatchSource::samples_of(int64_t t) const {
-  const int64_t b = batch_size_of(t), from = t * batch_size_ + first_row_of(t);
+  const int64_t b = batch_size_of(t), from = position_of(t);
   return std::vector<int64_t>(order_.begin() + from, order_.begin() + from + b);
 }
 

@@ -33,6 +33,7 @@ struct Mapping {
   const uint8_t* data = nullptr;
   size_t bytes = 0;
   int64_t count = 0;
+  std::string path;
   ~Mapping() {
     if (data) munmap(const_cast<uint8_t*>(data), bytes);
   }
@@ -61,6 +62,10 @@ class PackedStore : public ImageStore {
     im.pixels.assign(from, from + image_bytes());
     return im;
   }
+  std::string name(int64_t i) const override {
+    const auto [m, j] = find(i);
+    return m->path + "#" + std::to_string(j);
+  }
 
  private:
   int64_t image_bytes() const { return side_ * side_ * channels_; }
@@ -86,6 +91,7 @@ std::unique_ptr<Mapping> map_shard(const std::string& path, const PackedShard& s
   }
   auto m = std::make_unique<Mapping>();
   m->count = shard.count;
+  m->path = path;
   m->bytes = size_t(shard.bytes);
   if (m->bytes > 0) {
     void* p = ::mmap(nullptr, m->bytes, PROT_READ, MAP_SHARED, fd, 0);

@@ -21,7 +21,7 @@ Dataset slice(const Dataset& d, Share s) {
 }
 
 // The built-in data sets, held in memory.
-OpenData open_in_memory(const Config& config, int replica, int replicas) {
+OpenData open_in_memory(const Config& config, int replica, int replicas, const Normalizer*) {
   OpenData data;
   DataInfo& info = data.info;
   DataSplit split = load_dataset(config.data, uint64_t(config.train.seed));
@@ -50,8 +50,8 @@ OpenData open_in_memory(const Config& config, int replica, int replicas) {
 // Images from stores: this replica's share of every training batch and of the validation
 // split, normalized with the statistics of up to 512 evaluation crops of the training split (the
 // same numbers on every resume). data.train_limit and test_limit keep evenly spaced images.
-OpenData open_images(const Config& config, int replica, int replicas, std::shared_ptr<const ImageStore> train,
-                     std::shared_ptr<const ImageStore> val, int64_t classes) {
+OpenData open_images(const Config& config, int replica, int replicas, const Normalizer* saved,
+                     std::shared_ptr<const ImageStore> train, std::shared_ptr<const ImageStore> val, int64_t classes) {
   if (config.data.train_limit > 0) train = subset(train, evenly(train->size(), config.data.train_limit));
   if (config.data.test_limit > 0) val = subset(val, evenly(val->size(), config.data.test_limit));
   const ImageTransform tf = ImageTransform::of(config.data);
@@ -62,38 +62,46 @@ OpenData open_images(const Config& config, int replica, int replicas, std::share
   info.num_classes = classes;
   info.sample_shape = {tf.channels, tf.size, tf.size};
   const int64_t workers = config.data.workers;
-  const Normalizer norm = config.data.normalize ? fit_normalizer(train, tf, 512, workers) : Normalizer::identity(tf.channels);
+  Normalizer norm = Normalizer::identity(tf.channels);
+  if (config.data.normalize) {
+    if (saved && saved->mean.numel() != tf.channels)
+      throw DataError("the saved normalization has " + std::to_string(saved->mean.numel()) + " channels, data.channels is " +
+                      std::to_string(tf.channels));
+    norm = saved ? *saved : fit_normalizer(train, tf, 512, workers);
+    data.image_norm = norm;
+  }
   const uint64_t seed = uint64_t(config.train.seed);
   const int64_t batch = config.train.batch_size, replica_batch = batch / replicas;
-  data.train = std::make_unique<ImageSource>(train, tf, norm, batch, true, seed, workers);
+  const bool skip = config.data.on_bad_file == "skip";
+  data.train = std::make_unique<ImageSource>(train, tf, norm, batch, true, seed, workers, skip);
   if (replicas > 1) data.train->shard(replica, replicas);
   const Share share = share_of(info.n_test, replica, replicas);
   std::vector<int64_t> mine(static_cast<size_t>(share.count));
   for (int64_t i = 0; i < share.count; ++i) mine[size_t(i)] = share.begin + i;
-  data.test = std::make_unique<ImageSource>(subset(val, mine), tf, norm, replica_batch, false, seed, workers);
+  data.test = std::make_unique<ImageSource>(subset(val, mine), tf, norm, replica_batch, false, seed, workers, skip);
   return data;
 }
 
 // An image folder, decoded while the pipeline trains.
-OpenData open_folder(const Config& config, int replica, int replicas) {
+OpenData open_folder(const Config& config, int replica, int replicas, const Normalizer* saved) {
   const ImageFolders f = list_image_folders(config.data.dir);
   const int64_t c = config.data.channels;
-  return open_images(config, replica, replicas, folder_store(f.train, c), folder_store(f.val, c),
+  return open_images(config, replica, replicas, saved, folder_store(f.train, c), folder_store(f.val, c),
                      int64_t(f.train.classes.size()));
 }
 
 // Packed shards (bll-pack), mapped into memory: crops without decoding.
-OpenData open_pack(const Config& config, int replica, int replicas) {
+OpenData open_pack(const Config& config, int replica, int replicas, const Normalizer* saved) {
   PackManifest m;
   auto train = open_packed(config.data.dir, "train", &m), val = open_packed(config.data.dir, "val", nullptr);
   if (m.channels != config.data.channels)
     throw DataError(config.data.dir + ": the pack holds " + std::to_string(m.channels) + "-channel images, data.channels is " +
                     std::to_string(config.data.channels));
-  return open_images(config, replica, replicas, train, val, int64_t(m.classes.size()));
+  return open_images(config, replica, replicas, saved, train, val, int64_t(m.classes.size()));
 }
 
 // One line per data.dataset (its choices in src/config/config_schema.cpp).
-using Opener = OpenData (*)(const Config&, int, int);
+using Opener = OpenData (*)(const Config&, int, int, const Normalizer*);
 const std::map<std::string, Opener>& openers() {
   static const std::map<std::string, Opener> registry = {
       {"mnist", open_in_memory},   {"fashion-mnist", open_in_memory}, {"cifar10", open_in_memory},
@@ -104,10 +112,10 @@ const std::map<std::string, Opener>& openers() {
 
 }  // namespace
 
-OpenData open_data(const Config& config, int replica, int replicas) {
+OpenData open_data(const Config& config, int replica, int replicas, const Normalizer* saved) {
   const auto it = openers().find(config.data.dataset);
   if (it == openers().end()) throw ConfigError(config.source + ": key 'data.dataset': no data set '" + config.data.dataset + "'");
-  return it->second(config, replica, replicas);
+  return it->second(config, replica, replicas, saved);
 }
 
 }  // namespace bll

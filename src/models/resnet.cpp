@@ -1,5 +1,6 @@
-// ResNet-18 and ResNet-50 (He et al. 2016) for small images: a 3x3 stem without max-pooling (as
-// is usual for 28x28 and 32x32 inputs), four stages of residual units at widths w, 2w, 4w, 8w
+// ResNet-18 and ResNet-50 (He et al. 2016). The stem (model.stem) is a 3x3 convolution without
+// max-pooling for small images (as is usual for 28x28 to 64x64 inputs), or ImageNet's 7x7
+// stride-2 convolution and 3x3 stride-2 max pooling (224x224 inputs); then four stages of residual units at widths w, 2w, 4w, 8w
 // (w = model.width; 64 is the standard network) with stride 2 at the start of stages 2-4, batch
 // norm after every convolution, then global average pooling and a linear classifier.
 // Units: the stem (1 layer), each residual unit (basic: 2 layers, bottleneck: 3), the head (1),
@@ -74,10 +75,19 @@ ModelPlan resnet(const std::string& type, bool bottleneck, const std::vector<int
   require_image(type, input, 8);
   const int64_t w = c.width, in_c = input[0];
   ModelPlan plan;
+  const bool imagenet = c.stem == "imagenet" || (c.stem == "auto" && std::min(input[1], input[2]) >= 128);
   Shape s{w, input[1], input[2]};
-  plan.push_back({"stem", input, s, 1, [=] {
-                    return nn::Sequential(conv(in_c, w, 3, 1), nn::BatchNorm2d(w), nn::ReLU());
-                  }});
+  if (imagenet) {  // /4: the convolution and the pooling each halve the side (rounding up)
+    s = {w, strided(strided(input[1], 2), 2), strided(strided(input[2], 2), 2)};
+    plan.push_back({"stem", input, s, 1, [=] {
+                      return nn::Sequential(conv(in_c, w, 7, 2), nn::BatchNorm2d(w), nn::ReLU(),
+                                            nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2).padding(1)));
+                    }});
+  } else {
+    plan.push_back({"stem", input, s, 1, [=] {
+                      return nn::Sequential(conv(in_c, w, 3, 1), nn::BatchNorm2d(w), nn::ReLU());
+                    }});
+  }
   const int64_t expansion = bottleneck ? 4 : 1;
   for (size_t stage = 0; stage < units_per_stage.size(); ++stage) {
     const int64_t width = w << stage;

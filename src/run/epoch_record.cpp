@@ -21,9 +21,9 @@ double percent(double num, double den) { return den > 0 ? 100.0 * num / den : 0.
 EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockStats>& train,
                          const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
                          int64_t trained_samples, const BlockLearner& any_learner, bool recon,
-                         double divergence) {
+                         double divergence, int64_t replaced_files) {
   const int64_t nb = int64_t(train.size()), K = t.size(), F = BlockStats::kFields;
-  auto buf = torch::zeros({2 * nb * F + 8 * K}, torch::kFloat64);
+  auto buf = torch::zeros({2 * nb * F + 9 * K}, torch::kFloat64);
   double* p = buf.data_ptr<double>();
   for (int64_t k = 0; k < nb; ++k) {
     train[size_t(k)].to(p + k * F);
@@ -38,6 +38,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
   timing[5 * K + t.rank()] = peak_resident_mb();
   timing[6 * K + t.rank()] = divergence;
   timing[7 * K + t.rank()] = tt.checkpoint_s;
+  timing[8 * K + t.rank()] = double(replaced_files);
   t.allreduce_sum(buf);
 
   EpochRecord r;
@@ -76,6 +77,7 @@ EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockSta
     r.rank_checkpoint_seconds.push_back(timing[7 * K + k]);
     r.eval_seconds = std::max(r.eval_seconds, timing[2 * K + k]);
     r.replica_divergence = std::max(r.replica_divergence, timing[6 * K + k]);
+    r.replaced_files += int64_t(timing[8 * K + k]);
   }
   r.seconds = r.train_seconds + r.eval_seconds;
   // Pipeline efficiency: the share of its training time the busiest rank spent computing.

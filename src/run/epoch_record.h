@@ -19,6 +19,6 @@ namespace bll {
 EpochRecord gather_epoch(Transport& t, int64_t epoch, const std::vector<BlockStats>& train,
                          const std::vector<BlockStats>& test, const PhaseTiming& tt, const PhaseTiming& et,
                          int64_t trained_samples, const BlockLearner& any_learner, bool recon,
-                         double divergence = 0);
+                         double divergence = 0, int64_t replaced_files = 0);
 
 }  // namespace bll

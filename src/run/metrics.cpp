@@ -48,6 +48,7 @@ std::string to_json_line(const EpochRecord& r) {
   j["rank_peak_rss_mb"] = r.rank_peak_rss_mb;
   j["pipeline_efficiency"] = r.pipeline_efficiency;
   j["block_params"] = r.block_params;
+  if (r.replaced_files > 0) j["replaced_files"] = r.replaced_files;
   if (r.replicas > 1) {
     j["replicas"] = r.replicas;
     j["replica_divergence"] = r.replica_divergence;
@@ -83,6 +84,7 @@ std::string format_epoch_line(const EpochRecord& r, int64_t epochs) {
     std::snprintf(b, sizeof b, "  replicas differ by %.1e", r.replica_divergence);
     line += b;
   }
+  if (r.replaced_files > 0) line += "  " + std::to_string(r.replaced_files) + " bad files replaced";
   char tail[160];
   std::snprintf(tail, sizeof tail, "  m %.3f  lr %.2e  %.0f samples/s  %.1fs", r.mixing, r.lr, r.samples_per_sec,
                 r.seconds);

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "bll/error.h"
 #include "bll/run_dir.h"
@@ -45,30 +46,42 @@ DataInfo unpack(const torch::Tensor& v) {
 
 DataInfo start_up(const Config& config, std::string& run_dir, std::string& resume_from, const Grid& grid,
                   RankData& data) {
+  agree_on_every_rank(grid.world, [&] {
+    if (grid.world.rank() != 0) return;
+    const auto point = find_resume_point(config);
+    if (point) resume_from = point->checkpoint;
+    // A resumed run goes on in its own run directory, unless runtime.run_dir names another.
+    if (point && (config.runtime.run_dir.empty() ||
+                  fs::weakly_canonical(config.runtime.run_dir) == fs::weakly_canonical(point->run_dir)))
+      run_dir = point->run_dir;
+    else
+      run_dir = claim_run_dir(config);
+    std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
+  });
+  grid.world.broadcast_string(run_dir, 0);
+  grid.world.broadcast_string(resume_from, 0);
   DataInfo info;
   agree_on_every_rank(grid.world, [&] {
-    if (grid.world.rank() == 0) {
-      const auto point = find_resume_point(config);
-      if (point) resume_from = point->checkpoint;
-      // A resumed run goes on in its own run directory, unless runtime.run_dir names another.
-      if (point && (config.runtime.run_dir.empty() ||
-                    fs::weakly_canonical(config.runtime.run_dir) == fs::weakly_canonical(point->run_dir)))
-        run_dir = point->run_dir;
-      else
-        run_dir = claim_run_dir(config);
-      std::ofstream(fs::path(run_dir) / "config.yaml") << config_to_yaml(config);
-    }
     if (grid.pipeline.rank() != 0) return;
-    OpenData opened = open_data(config, grid.replica, grid.num_replicas);
+    // A resumed run normalizes its images with the statistics its checkpoint saved.
+    std::optional<Normalizer> saved;
+    const fs::path saved_file = fs::path(resume_from) / kNormalizationFile;
+    if (!resume_from.empty() && fs::exists(saved_file)) {
+      std::ifstream in(saved_file);
+      saved = Normalizer::from_json(std::string(std::istreambuf_iterator<char>(in), {}), saved_file.string());
+    }
+    OpenData opened = open_data(config, grid.replica, grid.num_replicas, saved ? &*saved : nullptr);
     info = opened.info;
     data.train = std::move(opened.train);
     data.test = std::move(opened.test);
+    if (opened.image_norm) {
+      data.normalization = opened.image_norm->to_json();
+      if (grid.world.rank() == 0) write_atomically((fs::path(run_dir) / kNormalizationFile).string(), data.normalization);
+    }
     if (data.train->num_batches() == 0)
       throw ConfigError(config.source + ": key 'train.batch_size': " + std::to_string(config.train.batch_size) +
                         " is larger than the training set (" + std::to_string(info.n_train) + " samples)");
   });
-  grid.world.broadcast_string(run_dir, 0);
-  grid.world.broadcast_string(resume_from, 0);
   auto meta = grid.world.rank() == 0 ? pack(info) : torch::zeros({kInfoSize}, torch::kInt64);
   grid.world.ibroadcast(meta, 0, "data description")->wait();
   return unpack(meta);

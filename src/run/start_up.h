@@ -16,6 +16,7 @@ namespace bll {
 
 struct RankData {  // the feeding rank of each replica only
   std::unique_ptr<BatchSource> train, test;
+  std::string normalization;  // normalization.json's text for image sets with data.normalize, else empty
 };
 
 // World rank 0 finds the checkpoint to resume from (checkpoint.resume; `resume_from` stays

@@ -244,9 +244,10 @@ std::optional<EpochRecord> run_epoch(const RunContext& run, Schedule& schedule, 
   const double divergence = sync ? end_epoch_sync(*sync, learners) : 0.0;
   const PhaseTiming et = schedule.eval(run.data.test ? &*run.data.test : nullptr, run.test_samples, bs, test_stats);
   learners.front().flush_stats(test_stats);
+  const int64_t replaced = run.data.train ? run.data.train->replaced_files() + run.data.test->replaced_files() : 0;
   EpochRecord rec = gather_epoch(run.grid.world, epoch, train_stats, test_stats, tt, et,
                                  tt.batches * bs * run.grid.num_replicas, learners.front(),
-                                 run.info.float_labels != 0, divergence);
+                                 run.info.float_labels != 0, divergence, replaced);
   rec.replicas = run.grid.num_replicas;
   if (config.train.end_to_end()) rec.readout_train.clear(), rec.readout_test.clear();  // untrained under bp, fa
   return rec;
@@ -336,7 +337,8 @@ TrainResult run_training(const Config& config, const Grid& grid, const TrainOpti
   int64_t first_epoch = 0;
   EpochStart start;
   if (!resume_from.empty()) first_epoch = resume(resume_from, run, learners, twin ? &*twin : nullptr, start);
-  Checkpointer checkpoints({config, grid, placement, run_dir, batches_per_epoch, twin ? &*twin : nullptr});
+  Checkpointer checkpoints({config, grid, placement, run_dir, batches_per_epoch, twin ? &*twin : nullptr,
+                            data.normalization});
 
   if (print) print_plan(config, grid, placement, shapes, layers, info, run_dir);
   std::optional<MetricsLog> metrics;

@@ -1,7 +1,8 @@
 // bll-eval: the test-set accuracy of a network exported with `bll-ckpt export`, in one process.
 //   bll-eval CONFIG.yaml NETWORK.safetensors [section.key=value ...]
 // The configuration says how to build the blocks and which data to read; the file gives every
-// block's parameters and buffers by name. Prints the output block's top-1 and top-3 accuracy
+// block's parameters and buffers by name, and the image normalization the run used where it
+// saved one. Prints the output block's top-1 and top-3 accuracy
 // (S15 for data.task autoencode) and each hidden block's readout, as the epoch lines do.
 #include <cstdio>
 #include <map>
@@ -46,7 +47,11 @@ int run(const std::vector<std::string>& args) {
   std::map<std::string, torch::Tensor> file;
   for (auto& [name, t] : bll::read_safetensors(args[1])) file[name] = t;
 
-  bll::OpenData data = bll::open_data(config);
+  // The image statistics the run normalized with, where the export carries them.
+  std::optional<bll::Normalizer> saved;
+  if (file.count(bll::kExportedMean) && file.count(bll::kExportedStd))
+    saved = bll::Normalizer{file[bll::kExportedMean], file[bll::kExportedStd]};
+  bll::OpenData data = bll::open_data(config, 0, 1, saved ? &*saved : nullptr);
   const bll::Shape sample = data.info.sample_shape;
   const bool recon = data.info.float_labels != 0;
   const int64_t classes = data.info.num_classes;

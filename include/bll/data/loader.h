@@ -23,7 +23,13 @@ struct Normalizer {
   static Normalizer fit(const torch::Tensor& images_u8);
   static Normalizer identity(int64_t channels);  // x/255 only
   torch::Tensor apply(const torch::Tensor& images_u8) const;  // -> float, (x/255 - mean)/std
+
+  // As saved with a run and its checkpoints (normalization.json): {"mean": [...], "std": [...]},
+  // every float exact. from_json throws DataError naming `path` when the text is not that.
+  std::string to_json() const;
+  static Normalizer from_json(const std::string& text, const std::string& path);
 };
+inline constexpr const char* kNormalizationFile = "normalization.json";
 
 // The normalization a run uses: statistics of the training images when data.normalize (images
 // only), else x/255.
@@ -54,10 +60,15 @@ class BatchSource {
   int64_t batch_size_of(int64_t t) const;  // samples in batch t (of this shard)
   virtual void start_epoch(int64_t epoch);  // re-shuffles (training) and re-seeds augmentation
   virtual Batch get(int64_t t) = 0;         // batch t of the current epoch, in order
+  // Unreadable files replaced by the next readable one in the batches taken since the last
+  // start_epoch (image sources with data.on_bad_file skip; 0 elsewhere).
+  virtual int64_t replaced_files() const { return 0; }
 
  protected:
   // The samples of this shard's part of batch t, and the position of the first in the whole batch.
   std::vector<int64_t> samples_of(int64_t t) const;
+  // Where in the epoch's order this shard's part of batch t begins.
+  int64_t position_of(int64_t t) const { return t * batch_size_ + first_row_of(t); }
   int64_t first_row_of(int64_t t) const { return shard_ * batch_size_of(t); }
   // The generator of batch t's augmentation: seeded by (seed, epoch, t, salt) alone.
   std::mt19937_64 batch_rng(int64_t t, uint64_t salt) const;

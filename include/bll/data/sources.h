@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "bll/config.h"
 #include "bll/data/loader.h"
@@ -30,11 +31,15 @@ inline Share share_of(int64_t n, int r, int R) {
 struct OpenData {
   DataInfo info;  // of the whole data set
   std::unique_ptr<BatchSource> train, test;
+  // Image sets with data.normalize: the statistics used (fitted or given), which the run saves
+  // (normalization.json) so that a resume and bll-eval use the same numbers.
+  std::optional<Normalizer> image_norm;
 };
 
 // Opens data.dataset for replica `replica` of `replicas`: its share of every training batch of
 // train.batch_size and its share of the test set, normalized with statistics of the training
-// split (data.normalize). Throws DataError naming the file or folder.
-OpenData open_data(const Config& config, int replica = 0, int replicas = 1);
+// split (data.normalize), or for image sets with `saved` where given (a resumed run's, an
+// exported network's). Throws DataError naming the file or folder.
+OpenData open_data(const Config& config, int replica = 0, int replicas = 1, const Normalizer* saved = nullptr);
 
 }  // namespace bll
