@@ -8,6 +8,7 @@
 //                       optimizer state, step count and the epoch's statistics so far; with
 //                       runtime.replicas every replica writes its own (span_000.r1.pt, ...)
 //     twin.pt           loss.feedback twin: the snapshot of the twins the epoch started with
+//     normalization.json  image sets with data.normalize: the statistics the run normalizes with
 //     config.yaml       the configuration that trained it
 //     MANIFEST          written last, by rank 0, once every rank has reported its files: the
 //                       position (step, epoch, batch) and each file's size and CRC-32

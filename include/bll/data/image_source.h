@@ -63,7 +63,8 @@ struct ImageRecord {
 struct Affine;  // a normalization as a scale and shift per channel (image_source.cpp)
 
 // Batches of a store. A pool of `workers` threads prepares batch t + 1 while batch t trains, so
-// at most two batches of images are in memory whatever the store's size. Each image's crop and
+// memory holds two batches in the making or in use, and at most four batch tensors kept for
+// reuse, whatever the store's size. Each image's crop and
 // flip depend on (seed, epoch, t, its row in the whole batch) alone. A file that cannot be read
 // stops the run with its name, or, with `skip_bad`, is replaced by the next readable image in the
 // epoch's order (the same one on every resume and replica), named once on stderr and counted.
