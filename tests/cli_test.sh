@@ -74,6 +74,9 @@ expect "the replaced file is counted in the epoch line and metrics.jsonl" 0 '' -
 # Packed shards: bll-pack packs the folder (and goes on after a cut); they train; a bad shard is named.
 pack=$(dirname "$train")/bll-pack
 expect "bll-pack packs an image folder" 0 '' -- "$pack" "$work/images" "$work/packed" --side 36 --shard-images 64
+expect "bll-pack packs a built-in data set" 0 '' -- "$pack" --dataset fashion-mnist "$work/data" "$work/packed_fmnist"
+expect "its shards train as packed 28x28 grey images" 0 '' -- "$train" "$work/ok.yaml" data.dataset=packed \
+  data.dir="$work/packed_fmnist" data.channels=1 data.image_size=28 runtime.run_dir="$work/packed_fmnist_run" runtime.overwrite=true
 expect "bll-pack refuses a bad option, named" 2 "^bll-pack: error: --side: expected an integer" -- "$pack" "$work/images" "$work/p2" --side big
 expect "packed shards train on 2 ranks" 0 '' -- "$mpiexec" -np 2 "$train" "$work/ok.yaml" data.dataset=packed \
   data.dir="$work/packed" data.image_size=32 runtime.run_dir="$work/packed_run" runtime.overwrite=true
@@ -227,9 +230,11 @@ for cfg in imagenet_resnet50:"$work/images" imagenet64_resnet18:"$work/packed36"
   expect "config ${cfg%%:*}.yaml trains a few steps" 0 '' -- "$mpiexec" -np 2 "$train" "$configs/${cfg%%:*}.yaml" \
     data.dir="${cfg#*:}" data.image_size=32 data.train_limit=64 data.test_limit=32 data.workers=1 train.epochs=1 \
     train.batch_size=16 model.width=4 runtime.device=cpu runtime.precision=fp32 runtime.threads=1 runtime.progress=off \
-    runtime.run_dir="$work/cluster-run/${cfg%%:*}"
+    data.normalization="$configs/imagenet_normalization.json" runtime.run_dir="$work/cluster-run/${cfg%%:*}"
   cp "$work/out" "$work/${cfg%%:*}.out"
 done
+expect "the statistics given by data.normalization are the ones the run saves" 0 '' -- \
+  grep -q '"mean":\[0.48500001430511475,0.4560000002384186,0.4059999883174896\]' "$work/cluster-run/imagenet_resnet50/normalization.json"
 expect "imagenet_resnet50 has the ImageNet stem (32 pixels become 8), imagenet64_resnet18 the small one" 0 '' -- \
   bash -c "grep -q 'block 0 \[3,32,32\] -> \[32,4,4\]' '$work/imagenet_resnet50.out' &&
            grep -q 'block 0 \[3,32,32\] -> \[4,32,32\]' '$work/imagenet64_resnet18.out'"

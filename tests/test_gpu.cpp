@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "bll/config.h"
+#include "bll/data/sources.h"
 #include "bll/device.h"
 #include "bll/host_reads.h"
 #include "bll/trainer.h"
@@ -150,6 +151,24 @@ TEST_CASE("gpu: back-propagation over every transport: K ranks and 1 rank agree"
     INFO(name << ", bp 1f1b");
     check_identity(name, {"train.method=bp", "train.schedule=1f1b", "train.micro_batches=2"});
   }
+}
+
+TEST_CASE("gpu: image batches are made in pinned memory where the device is a GPU") {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    const std::string dir = test::temp_dir("gpu-images");
+    test::write_image_folder(dir, 32, 16, 24, 1);
+    const std::string yaml = "data: {dataset: folder, dir: " + dir + ", image_size: 16}\n"
+                             "model: {type: cnn, widths: [4], blocks: 1}\ntrain: {epochs: 1, batch_size: 8}\n";
+    OpenData gpu = open_data(parse_config(yaml, "t", {"runtime.device=cuda"})), cpu = open_data(parse_config(yaml, "t", {}));
+    gpu.train->start_epoch(0), cpu.train->start_epoch(0);
+    const Batch b = gpu.train->get(0);
+    CHECK(b.x.is_pinned());
+    CHECK(!cpu.train->get(0).x.is_pinned());
+    CHECK(b.x.pin_memory().data_ptr() == b.x.data_ptr());  // the device copy reads it as it is
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 TEST_CASE("gpu: the GPU run learns what the CPU run learns") {

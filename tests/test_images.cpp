@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "bll/data/dataset.h"
 #include "bll/data/folder.h"
 #include "bll/data/images.h"
 #include "bll/data/packed.h"
@@ -241,6 +242,13 @@ TEST_CASE("folder: the normalization saved with a run is exact, and opening the 
   const torch::Tensor x = given.test->get(0).x;
   CHECK(torch::equal(x, none.test->get(0).x));  // the saved statistics, not a fit
   CHECK(!torch::equal(x, a.test->get(0).x));
+  // Given by data.normalization: used, and one of another channel count is refused by name.
+  std::ofstream(dir + "/n.json") << identity.to_json();
+  const OpenData by_key = open_data(parse_config(yaml, "t", {"data.normalization=" + dir + "/n.json"}));
+  CHECK(torch::equal(by_key.image_norm->std, identity.std));
+  std::ofstream(dir + "/grey.json") << Normalizer::identity(1).to_json();
+  CHECK_THAT(data_error([&] { open_data(parse_config(yaml, "t", {"data.normalization=" + dir + "/grey.json"})); }),
+             Contains("grey.json: statistics of 1 channels, data.channels is 3"));
 }
 
 TEST_CASE("folder: a batch depends on (seed, epoch, t) alone, not on the threads or what was read before") {
@@ -285,6 +293,32 @@ TEST_CASE("packed: bll-pack's shards hold the centre squares of the folder's ima
     CHECK(train->image(i).pixels == center_square(decode_image(f.train.files[size_t(i)], 3), 24).pixels);
   }
   CHECK(open_packed(dir + "/packed", "val", nullptr)->size() == 12);
+}
+
+TEST_CASE("packed: bll-pack --dataset packs a built-in set's images unchanged, with their labels") {
+  const auto dir = test::temp_dir("packed-builtin");
+  test::write_cifar_dataset(dir + "/cifar", 40, 12, 6);
+  DataConfig d;
+  d.dataset = "cifar10", d.dir = dir + "/cifar", d.task = "classify";
+  PackOptions opt;
+  opt.side = 32, opt.channels = 3, opt.shard_images = 16;
+  const PackManifest m = pack_dataset(d, dir + "/packed", opt);
+  CHECK(m.classes == std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"});
+  const DataSplit split = load_dataset(d);
+  const auto train = open_packed(dir + "/packed", "train", nullptr), val = open_packed(dir + "/packed", "val", nullptr);
+  REQUIRE(train->size() == 40);
+  CHECK(val->size() == 12);
+  for (int64_t i : {0, 15, 16, 39}) {
+    INFO("image " << i);
+    const Image im = train->image(i);  // HWC bytes of the CHW set, at its own side: no resampling
+    const auto hwc = split.train.images[i].permute({1, 2, 0}).contiguous();
+    CHECK(std::vector<uint8_t>(hwc.data_ptr<uint8_t>(), hwc.data_ptr<uint8_t>() + hwc.numel()) == im.pixels);
+    CHECK(train->label(i) == split.train.labels[i].item<int64_t>());
+  }
+  opt.channels = 1;
+  CHECK_THROWS_WITH(pack_dataset(d, dir + "/p1", opt), Contains("cifar10 has 3-channel images, --channels is 1"));
+  d.dataset = "reversal";
+  CHECK_THROWS_WITH(pack_dataset(d, dir + "/p2", opt), Contains("reversal is not a built-in image data set"));
 }
 
 TEST_CASE("packed: a pack cut off goes on where it stopped, and a cut, truncated or corrupt pack is named") {

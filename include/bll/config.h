@@ -23,6 +23,7 @@ struct DataConfig {
   int64_t image_size = 224, channels = 3, workers = 2;
   double scale_min = 0.08, scale_max = 1.0, ratio_min = 0.75, ratio_max = 4.0 / 3.0;
   std::string on_bad_file = "error";  // folder: error (stop, naming the file) | skip (the next image instead)
+  std::string normalization;          // folder, packed: a normalization.json to use; empty = fit to the images
 };
 
 struct ModelConfig {

@@ -108,6 +108,10 @@ std::vector<KeySpec> make_schema() {
         "folder: a file that cannot be decoded stops the run naming it (error), or is replaced by the next readable "
         "image in the epoch's order, named once and counted in metrics.jsonl's replaced_files (skip)",
         one_of({"error", "skip"})),
+    row("data.normalization", &C::data, &DataConfig::normalization, "",
+        "folder, packed: with data.normalize, a file of per-channel statistics to use ({\"mean\": [...], \"std\": [...]}, "
+        "as a run saves them in normalization.json; configs/imagenet_normalization.json has ImageNet's); empty = fit "
+        "them to 512 training images"),
     row("data.scale_min", &C::data, &DataConfig::scale_min, "0.08", "folder, packed: smallest area fraction of a random resized crop", range(1e-6, 1)),
     row("data.scale_max", &C::data, &DataConfig::scale_max, "1.0", "folder, packed: largest area fraction of a random resized crop", range(1e-6, 1)),
     row("data.ratio_min", &C::data, &DataConfig::ratio_min, "0.75", "folder, packed: smallest aspect ratio (width / height) of a random resized crop", range(1e-3, 1e3)),

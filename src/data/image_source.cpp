@@ -98,10 +98,10 @@ struct ImageSource::Pending {
 };
 
 ImageSource::ImageSource(std::shared_ptr<const ImageStore> store, ImageTransform transform, Normalizer norm,
-                         int64_t batch_size, bool train, uint64_t seed, int64_t workers, bool skip_bad)
+                         int64_t batch_size, bool train, uint64_t seed, int64_t workers, bool skip_bad, bool pinned)
     : BatchSource(store->size(), batch_size, train, seed), store_(std::move(store)), transform_(transform),
       norm_(std::make_shared<const Affine>(norm)), order_now_(std::make_shared<const std::vector<int64_t>>(order_)),
-      skip_bad_(skip_bad) {
+      skip_bad_(skip_bad), pinned_(pinned) {
   for (int64_t i = 0; i < std::max<int64_t>(1, workers); ++i) threads_.emplace_back([this] { work(); });
 }
 
@@ -178,7 +178,7 @@ torch::Tensor ImageSource::buffer(int64_t b) {
   const std::vector<int64_t> shape{b, transform_.channels, transform_.size, transform_.size};
   for (const torch::Tensor& x : pool_)  // held by the pool alone: no batch, view or graph uses it
     if (x.use_count() == 1 && x.storage().use_count() == 1 && x.sizes() == shape) return x;
-  torch::Tensor x = torch::empty(shape, torch::kFloat32);
+  torch::Tensor x = torch::empty(shape, torch::TensorOptions(torch::kFloat32).pinned_memory(pinned_));
   if (pool_.size() < 4) pool_.push_back(x);
   return x;
 }

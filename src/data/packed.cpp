@@ -17,6 +17,7 @@
 
 
 #include "bll/checkpoint.h"
+#include "bll/data/dataset.h"
 #include "bll/data/folder.h"
 #include "bll/error.h"
 
@@ -106,8 +107,29 @@ std::unique_ptr<Mapping> map_shard(const std::string& path, const PackedShard& s
   return m;
 }
 
-// The images [begin, end) of `folder`, packed into one shard's bytes by `workers` threads.
-std::string pack_shard(const ImageFolder& folder, int64_t begin, int64_t end, const PackOptions& opt) {
+// A built-in data set's split (uint8 [N, C, H, W] in memory) as a store of images.
+class MemoryStore : public ImageStore {
+ public:
+  MemoryStore(const Dataset& d, std::string name)
+      : images_(d.images.contiguous()), labels_(d.labels.to(torch::kInt64).contiguous()), name_(std::move(name)) {}
+  int64_t size() const override { return images_.size(0); }
+  int64_t label(int64_t i) const override { return labels_.data_ptr<int64_t>()[i]; }
+  Image image(int64_t i) const override {
+    Image im;
+    im.channels = images_.size(1), im.height = images_.size(2), im.width = images_.size(3);
+    const auto hwc = images_[i].permute({1, 2, 0}).contiguous();
+    im.pixels.assign(hwc.data_ptr<uint8_t>(), hwc.data_ptr<uint8_t>() + hwc.numel());
+    return im;
+  }
+  std::string name(int64_t i) const override { return name_ + "#" + std::to_string(i); }
+
+ private:
+  torch::Tensor images_, labels_;
+  std::string name_;
+};
+
+// The images [begin, end) of `store`, packed into one shard's bytes by `workers` threads.
+std::string pack_shard(const ImageStore& store, int64_t begin, int64_t end, const PackOptions& opt) {
   const int64_t n = end - begin, per = opt.side * opt.side * opt.channels;
   std::string bytes(size_t(n * (per + int64_t(sizeof(int64_t)))), '\0');
   std::atomic<int64_t> next{0};
@@ -116,7 +138,7 @@ std::string pack_shard(const ImageFolder& folder, int64_t begin, int64_t end, co
   auto work = [&] {
     for (int64_t i; (i = next.fetch_add(1)) < n;) {
       try {
-        const Image square = center_square(decode_image(folder.files[size_t(begin + i)], opt.channels), opt.side);
+        const Image square = center_square(store.image(begin + i), opt.side);
         std::memcpy(&bytes[size_t(i * per)], square.pixels.data(), size_t(per));
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(error_mutex);
@@ -129,7 +151,7 @@ std::string pack_shard(const ImageFolder& folder, int64_t begin, int64_t end, co
   for (auto& t : threads) t.join();
   if (!error.empty()) throw DataError(error);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = folder.labels[size_t(begin + i)];
+    const int64_t label = store.label(begin + i);
     std::memcpy(&bytes[size_t(n * per + i * int64_t(sizeof label))], &label, sizeof label);
   }
   return bytes;
@@ -199,22 +221,25 @@ std::shared_ptr<const ImageStore> open_packed(const std::string& dir, const std:
   return store;
 }
 
-PackManifest pack_image_folder(const std::string& in, const std::string& out, const PackOptions& opt) {
-  const ImageFolders folders = list_image_folders(in);
+namespace {
+
+// The two splits of `train` and `val` (images of opt.channels channels) into `out`.
+PackManifest pack_stores(const ImageStore& train, const ImageStore& val, const std::vector<std::string>& classes,
+                         const std::string& out, const PackOptions& opt) {
   PackManifest m;
   if (fs::exists(manifest_path(out))) {  // a pack to go on with, or one already finished
     m = read_pack_manifest(out);
-    if (m.side != opt.side || m.channels != opt.channels || m.classes != folders.train.classes)
+    if (m.side != opt.side || m.channels != opt.channels || m.classes != classes)
       throw DataError(manifest_path(out) + ": a pack of other images or sizes is there (side " + std::to_string(m.side) +
                       ", channels " + std::to_string(m.channels) + "); give another folder or remove it");
     for (const auto& s : m.shards) map_shard((fs::path(out) / s.file).string(), s);  // each still whole
     if (m.complete) return m;
   } else {
     fs::create_directories(out);
-    m.side = opt.side, m.channels = opt.channels, m.classes = folders.train.classes;
+    m.side = opt.side, m.channels = opt.channels, m.classes = classes;
   }
   for (const auto* split : {"train", "val"}) {
-    const ImageFolder& folder = std::string(split) == "train" ? folders.train : folders.val;
+    const ImageStore& folder = std::string(split) == "train" ? train : val;
     const int64_t shards = (folder.size() + opt.shard_images - 1) / opt.shard_images;
     const int64_t done = std::count_if(m.shards.begin(), m.shards.end(), [&](const PackedShard& s) { return s.split == split; });
     for (int64_t k = done; k < shards; ++k) {
@@ -241,6 +266,30 @@ PackManifest pack_image_folder(const std::string& in, const std::string& out, co
   m.complete = true;
   write_atomically(manifest_path(out), format_pack_manifest(m));
   return m;
+}
+
+}  // namespace
+
+PackManifest pack_image_folder(const std::string& in, const std::string& out, const PackOptions& opt) {
+  const ImageFolders folders = list_image_folders(in);
+  return pack_stores(*folder_store(folders.train, opt.channels), *folder_store(folders.val, opt.channels),
+                     folders.train.classes, out, opt);
+}
+
+PackManifest pack_dataset(const DataConfig& config, const std::string& out, PackOptions opt) {
+  const auto shape = known_shape(config);
+  const bool builtin = config.dataset == "mnist" || config.dataset == "fashion-mnist" || config.dataset == "cifar10";
+  if (!builtin || !shape || shape->sample.size() != 3 || config.task != "classify")
+    throw ConfigError("bll-pack --dataset: " + config.dataset + " is not a built-in image data set (mnist, fashion-mnist, cifar10)");
+  const int64_t channels = shape->sample[0];
+  if (opt.channels != channels)
+    throw ConfigError("bll-pack --dataset: " + config.dataset + " has " + std::to_string(channels) + "-channel images, --channels is " +
+                      std::to_string(opt.channels));
+  const DataSplit split = load_dataset(config);
+  std::vector<std::string> classes;
+  for (int64_t c = 0; c < split.num_classes; ++c) classes.push_back(std::to_string(c));
+  return pack_stores(MemoryStore(split.train, config.dataset + " train"), MemoryStore(split.test, config.dataset + " test"),
+                     classes, out, opt);
 }
 
 }  // namespace bll

@@ -7,6 +7,8 @@
 #include "bll/data/packed.h"
 #include "bll/error.h"
 
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -47,6 +49,17 @@ OpenData open_in_memory(const Config& config, int replica, int replicas, const N
   return data;
 }
 
+// A normalization.json given by data.normalization, for `channels` channels.
+Normalizer read_normalizer(const std::string& path, int64_t channels) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open (data.normalization)");
+  const Normalizer n = Normalizer::from_json(std::string(std::istreambuf_iterator<char>(in), {}), path);
+  if (n.mean.numel() != channels)
+    throw DataError(path + ": statistics of " + std::to_string(n.mean.numel()) + " channels, data.channels is " +
+                    std::to_string(channels));
+  return n;
+}
+
 // Images from stores: this replica's share of every training batch and of the validation
 // split, normalized with the statistics of up to 512 evaluation crops of the training split (the
 // same numbers on every resume). data.train_limit and test_limit keep evenly spaced images.
@@ -67,18 +80,20 @@ OpenData open_images(const Config& config, int replica, int replicas, const Norm
     if (saved && saved->mean.numel() != tf.channels)
       throw DataError("the saved normalization has " + std::to_string(saved->mean.numel()) + " channels, data.channels is " +
                       std::to_string(tf.channels));
-    norm = saved ? *saved : fit_normalizer(train, tf, 512, workers);
+    if (saved) norm = *saved;
+    else if (!config.data.normalization.empty()) norm = read_normalizer(config.data.normalization, tf.channels);
+    else norm = fit_normalizer(train, tf, 512, workers);
     data.image_norm = norm;
   }
   const uint64_t seed = uint64_t(config.train.seed);
   const int64_t batch = config.train.batch_size, replica_batch = batch / replicas;
-  const bool skip = config.data.on_bad_file == "skip";
-  data.train = std::make_unique<ImageSource>(train, tf, norm, batch, true, seed, workers, skip);
+  const bool skip = config.data.on_bad_file == "skip", pinned = config.runtime.device == "cuda";
+  data.train = std::make_unique<ImageSource>(train, tf, norm, batch, true, seed, workers, skip, pinned);
   if (replicas > 1) data.train->shard(replica, replicas);
   const Share share = share_of(info.n_test, replica, replicas);
   std::vector<int64_t> mine(static_cast<size_t>(share.count));
   for (int64_t i = 0; i < share.count; ++i) mine[size_t(i)] = share.begin + i;
-  data.test = std::make_unique<ImageSource>(subset(val, mine), tf, norm, replica_batch, false, seed, workers, skip);
+  data.test = std::make_unique<ImageSource>(subset(val, mine), tf, norm, replica_batch, false, seed, workers, skip, pinned);
   return data;
 }
 

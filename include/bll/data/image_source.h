@@ -68,10 +68,12 @@ struct Affine;  // a normalization as a scale and shift per channel (image_sourc
 // flip depend on (seed, epoch, t, its row in the whole batch) alone. A file that cannot be read
 // stops the run with its name, or, with `skip_bad`, is replaced by the next readable image in the
 // epoch's order (the same one on every resume and replica), named once on stderr and counted.
+// With `pinned` (the device is a GPU) the batches are made in pinned host memory, which the
+// copy to the device reads without staging.
 class ImageSource : public BatchSource {
  public:
   ImageSource(std::shared_ptr<const ImageStore> store, ImageTransform transform, Normalizer norm, int64_t batch_size,
-              bool train, uint64_t seed, int64_t workers, bool skip_bad = false);
+              bool train, uint64_t seed, int64_t workers, bool skip_bad = false, bool pinned = false);
   ~ImageSource() override;
   void start_epoch(int64_t epoch) override;
   Batch get(int64_t t) override;  // the workers normalize as they write
@@ -92,7 +94,7 @@ class ImageSource : public BatchSource {
   ImageTransform transform_;
   std::shared_ptr<const Affine> norm_;  // the normalization as a scale and shift per channel
   std::shared_ptr<const std::vector<int64_t>> order_now_;  // the epoch's order, for the workers
-  bool skip_bad_;
+  bool skip_bad_, pinned_;
   int64_t replaced_ = 0;
   std::set<std::string> named_;  // the bad files already named on stderr
   std::shared_ptr<Pending> ahead_;  // the batch being prepared ahead

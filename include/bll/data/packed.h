@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bll/config.h"
 #include "bll/data/image_source.h"
 
 namespace bll {
@@ -52,5 +53,11 @@ struct PackOptions {
 // read back to check their CRC; the manifest is rewritten after each, so that a pack cut off
 // goes on from its last complete shard. Returns the manifest.
 PackManifest pack_image_folder(const std::string& in, const std::string& out, const PackOptions& options);
+
+// The same for a built-in image data set (data.dataset mnist, fashion-mnist or cifar10, read from
+// data.dir): its training and test images as the pack's train and val splits, classes named
+// "0", "1", ...; options.channels must be the set's (1, or 3 for CIFAR-10). Throws ConfigError
+// for another data set.
+PackManifest pack_dataset(const DataConfig& config, const std::string& out, PackOptions options);
 
 }  // namespace bll
