@@ -63,7 +63,7 @@ NamedTensors checkpoint_network(const std::string& dir) {
   // The image statistics the run normalized with, so that bll-eval uses them too.
   const fs::path norm_file = fs::path(dir) / kNormalizationFile;
   if (fs::exists(norm_file)) {
-    const Normalizer n = Normalizer::from_json(read_bytes(norm_file.string()), norm_file.string());
+    const Normalizer n = Normalizer::load(norm_file.string());
     out.emplace_back(kExportedMean, n.mean);
     out.emplace_back(kExportedStd, n.std);
   }

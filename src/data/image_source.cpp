@@ -228,17 +228,9 @@ Normalizer fit_normalizer(std::shared_ptr<const ImageStore> train, const ImageTr
   ImageSource source(sample, transform, Normalizer::identity(transform.channels), std::min<int64_t>(64, sample->size()),
                      false, 0, workers);
   source.start_epoch(0);
-  // Per-channel sums of x / 255 in float64, as Normalizer::fit makes them of a uint8 set.
-  auto sum = torch::zeros({transform.channels}, torch::kFloat64), sq = torch::zeros({transform.channels}, torch::kFloat64);
-  for (int64_t t = 0; t < source.num_batches(); ++t) {
-    const auto x = source.get(t).x.to(torch::kFloat64);
-    sum += x.sum({0, 2, 3});
-    sq += x.pow(2).sum({0, 2, 3});
-  }
-  const double n = double(sample->size() * transform.size * transform.size);
-  auto mean = sum / n;
-  auto var = (sq - n * mean.pow(2)) / std::max(1.0, n - 1);
-  return {mean.to(torch::kFloat32), var.clamp_min(1e-12).sqrt().to(torch::kFloat32)};
+  ChannelMoments moments(transform.channels);  // of x / 255, as Normalizer::fit of a uint8 set
+  for (int64_t t = 0; t < source.num_batches(); ++t) moments.add(source.get(t).x);
+  return moments.normalizer();
 }
 
 }  // namespace bll

@@ -1,5 +1,7 @@
 #include "bll/data/loader.h"
 
+#include <fstream>
+#include <iterator>
 #include <numeric>
 
 #include <nlohmann/json.hpp>
@@ -16,19 +18,29 @@ int64_t batch_size_of(int64_t n, int64_t batch_size, int64_t t) {
   return std::min(batch_size, n - t * batch_size);
 }
 
-Normalizer Normalizer::fit(const torch::Tensor& images_u8) {
-  // Per-channel sums in float64, a chunk at a time (the whole set in float64 would be 8x its size).
-  const int64_t c = images_u8.size(1), chunk = 4096;
-  auto sum = torch::zeros({c}, torch::kFloat64), sq = torch::zeros({c}, torch::kFloat64);
-  for (int64_t i = 0; i < images_u8.size(0); i += chunk) {
-    auto x = images_u8.narrow(0, i, std::min(chunk, images_u8.size(0) - i)).to(torch::kFloat64).div_(255.0);
-    sum += x.sum({0, 2, 3});
-    sq += x.pow(2).sum({0, 2, 3});
-  }
-  const double n = double(images_u8.numel() / c);
-  auto mean = sum / n;
-  auto var = (sq - n * mean.pow(2)) / std::max(1.0, n - 1);  // unbiased, as torch::std
+ChannelMoments::ChannelMoments(int64_t channels)
+    : sum_(torch::zeros({channels}, torch::kFloat64)), sq_(torch::zeros({channels}, torch::kFloat64)) {}
+
+void ChannelMoments::add(const torch::Tensor& x) {
+  const auto d = x.to(torch::kFloat64);
+  sum_ += d.sum({0, 2, 3});
+  sq_ += d.pow(2).sum({0, 2, 3});
+  n_ += double(d.numel() / d.size(1));
+}
+
+Normalizer ChannelMoments::normalizer() const {
+  auto mean = sum_ / n_;
+  auto var = (sq_ - n_ * mean.pow(2)) / std::max(1.0, n_ - 1);  // unbiased, as torch::std
   return {mean.to(torch::kFloat32), var.clamp_min(1e-12).sqrt().to(torch::kFloat32)};
+}
+
+Normalizer Normalizer::fit(const torch::Tensor& images_u8) {
+  // A chunk at a time: the whole set in float64 would be 8x its size.
+  const int64_t chunk = 4096;
+  ChannelMoments moments(images_u8.size(1));
+  for (int64_t i = 0; i < images_u8.size(0); i += chunk)
+    moments.add(images_u8.narrow(0, i, std::min(chunk, images_u8.size(0) - i)).to(torch::kFloat64).div_(255.0));
+  return moments.normalizer();
 }
 
 Normalizer normalizer_for(bool normalize, const Dataset& train) {
@@ -57,6 +69,12 @@ Normalizer Normalizer::from_json(const std::string& text, const std::string& pat
   } catch (const nlohmann::json::exception& e) {
     throw DataError(path + ": not a normalization file (" + e.what() + ")");
   }
+}
+
+Normalizer Normalizer::load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open normalization file");
+  return from_json(std::string(std::istreambuf_iterator<char>(in), {}), path);
 }
 
 Normalizer Normalizer::identity(int64_t channels) {

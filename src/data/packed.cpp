@@ -239,15 +239,15 @@ PackManifest pack_stores(const ImageStore& train, const ImageStore& val, const s
     m.side = opt.side, m.channels = opt.channels, m.classes = classes;
   }
   for (const auto* split : {"train", "val"}) {
-    const ImageStore& folder = std::string(split) == "train" ? train : val;
-    const int64_t shards = (folder.size() + opt.shard_images - 1) / opt.shard_images;
+    const ImageStore& images = std::string(split) == "train" ? train : val;
+    const int64_t shards = (images.size() + opt.shard_images - 1) / opt.shard_images;
     const int64_t done = std::count_if(m.shards.begin(), m.shards.end(), [&](const PackedShard& s) { return s.split == split; });
     for (int64_t k = done; k < shards; ++k) {
       const auto start = std::chrono::steady_clock::now();
-      const int64_t begin = k * opt.shard_images, end = std::min(folder.size(), begin + opt.shard_images);
+      const int64_t begin = k * opt.shard_images, end = std::min(images.size(), begin + opt.shard_images);
       char name[32];
       std::snprintf(name, sizeof name, "%s-%05lld.bin", split, (long long)k);
-      const std::string bytes = pack_shard(folder, begin, end, opt), path = (fs::path(out) / name).string();
+      const std::string bytes = pack_shard(images, begin, end, opt), path = (fs::path(out) / name).string();
       write_atomically(path, bytes);
       const PackedShard shard{split, name, end - begin, int64_t(bytes.size()), crc32_of(bytes)};
       if (crc32_of(read_bytes(path)) != shard.crc) throw DataError(path + ": read back other bytes than were written");
@@ -257,7 +257,7 @@ PackManifest pack_stores(const ImageStore& train, const ImageStore& val, const s
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         char line[160];
         std::snprintf(line, sizeof line, "%s shard %lld/%lld: images %lld-%lld of %lld, %.0f images/s", split,
-                      (long long)k + 1, (long long)shards, (long long)begin, (long long)end - 1, (long long)folder.size(),
+                      (long long)k + 1, (long long)shards, (long long)begin, (long long)end - 1, (long long)images.size(),
                       double(end - begin) / std::max(s, 1e-9));
         opt.progress(line);
       }

@@ -7,9 +7,8 @@
 #include "bll/data/packed.h"
 #include "bll/error.h"
 
-#include <fstream>
-#include <iterator>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace bll {
@@ -49,17 +48,6 @@ OpenData open_in_memory(const Config& config, int replica, int replicas, const N
   return data;
 }
 
-// A normalization.json given by data.normalization, for `channels` channels.
-Normalizer read_normalizer(const std::string& path, int64_t channels) {
-  std::ifstream in(path);
-  if (!in) throw DataError(path + ": cannot open (data.normalization)");
-  const Normalizer n = Normalizer::from_json(std::string(std::istreambuf_iterator<char>(in), {}), path);
-  if (n.mean.numel() != channels)
-    throw DataError(path + ": statistics of " + std::to_string(n.mean.numel()) + " channels, data.channels is " +
-                    std::to_string(channels));
-  return n;
-}
-
 // Images from stores: this replica's share of every training batch and of the validation
 // split, normalized with the statistics of up to 512 evaluation crops of the training split (the
 // same numbers on every resume). data.train_limit and test_limit keep evenly spaced images.
@@ -77,12 +65,16 @@ OpenData open_images(const Config& config, int replica, int replicas, const Norm
   const int64_t workers = config.data.workers;
   Normalizer norm = Normalizer::identity(tf.channels);
   if (config.data.normalize) {
-    if (saved && saved->mean.numel() != tf.channels)
-      throw DataError("the saved normalization has " + std::to_string(saved->mean.numel()) + " channels, data.channels is " +
+    // The statistics saved with the run (a resume, an export) or given by data.normalization,
+    // else fitted to the training images.
+    std::string from = "the saved normalization";
+    std::optional<Normalizer> given;
+    if (saved) given = *saved;
+    else if (!config.data.normalization.empty()) given = Normalizer::load(from = config.data.normalization);
+    if (given && given->mean.numel() != tf.channels)
+      throw DataError(from + ": statistics of " + std::to_string(given->mean.numel()) + " channels, data.channels is " +
                       std::to_string(tf.channels));
-    if (saved) norm = *saved;
-    else if (!config.data.normalization.empty()) norm = read_normalizer(config.data.normalization, tf.channels);
-    else norm = fit_normalizer(train, tf, 512, workers);
+    norm = given ? *given : fit_normalizer(train, tf, 512, workers);
     data.image_norm = norm;
   }
   const uint64_t seed = uint64_t(config.train.seed);

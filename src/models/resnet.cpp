@@ -1,8 +1,9 @@
 // ResNet-18 and ResNet-50 (He et al. 2016). The stem (model.stem) is a 3x3 convolution without
 // max-pooling for small images (as is usual for 28x28 to 64x64 inputs), or ImageNet's 7x7
-// stride-2 convolution and 3x3 stride-2 max pooling (224x224 inputs); then four stages of residual units at widths w, 2w, 4w, 8w
-// (w = model.width; 64 is the standard network) with stride 2 at the start of stages 2-4, batch
-// norm after every convolution, then global average pooling and a linear classifier.
+// stride-2 convolution and 3x3 stride-2 max pooling (224x224 inputs); then four stages of
+// residual units at widths w, 2w, 4w, 8w (w = model.width; 64 is the standard network) with
+// stride 2 at the start of stages 2-4, batch norm after every convolution, then global average
+// pooling and a linear classifier.
 // Units: the stem (1 layer), each residual unit (basic: 2 layers, bottleneck: 3), the head (1),
 // so ResNet-18 has 18 layers in 10 units and ResNet-50 has 50 in 18.
 #include "bll/models/families.h"

@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include "bll/error.h"
 #include "bll/run_dir.h"
@@ -66,10 +65,7 @@ DataInfo start_up(const Config& config, std::string& run_dir, std::string& resum
     // A resumed run normalizes its images with the statistics its checkpoint saved.
     std::optional<Normalizer> saved;
     const fs::path saved_file = fs::path(resume_from) / kNormalizationFile;
-    if (!resume_from.empty() && fs::exists(saved_file)) {
-      std::ifstream in(saved_file);
-      saved = Normalizer::from_json(std::string(std::istreambuf_iterator<char>(in), {}), saved_file.string());
-    }
+    if (!resume_from.empty() && fs::exists(saved_file)) saved = Normalizer::load(saved_file.string());
     OpenData opened = open_data(config, grid.replica, grid.num_replicas, saved ? &*saved : nullptr);
     info = opened.info;
     data.train = std::move(opened.train);

@@ -64,8 +64,8 @@ struct Affine;  // a normalization as a scale and shift per channel (image_sourc
 
 // Batches of a store. A pool of `workers` threads prepares batch t + 1 while batch t trains, so
 // memory holds two batches in the making or in use, and at most four batch tensors kept for
-// reuse, whatever the store's size. Each image's crop and
-// flip depend on (seed, epoch, t, its row in the whole batch) alone. A file that cannot be read
+// reuse, whatever the store's size. Each image's crop and flip depend on (seed, epoch, t, its
+// row in the whole batch) alone. A file that cannot be read
 // stops the run with its name, or, with `skip_bad`, is replaced by the next readable image in the
 // epoch's order (the same one on every resume and replica), named once on stderr and counted.
 // With `pinned` (the device is a GPU) the batches are made in pinned host memory, which the

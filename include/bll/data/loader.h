@@ -28,6 +28,20 @@ struct Normalizer {
   // every float exact. from_json throws DataError naming `path` when the text is not that.
   std::string to_json() const;
   static Normalizer from_json(const std::string& text, const std::string& path);
+  static Normalizer load(const std::string& path);  // from_json of the file; DataError naming it
+};
+
+// Per-channel sums of pixel values in [0, 1], in float64, added a batch [b, C, H, W] at a time;
+// normalizer() gives their mean and unbiased standard deviation (as torch::std).
+class ChannelMoments {
+ public:
+  explicit ChannelMoments(int64_t channels);
+  void add(const torch::Tensor& x);
+  Normalizer normalizer() const;
+
+ private:
+  torch::Tensor sum_, sq_;
+  double n_ = 0;  // values per channel
 };
 inline constexpr const char* kNormalizationFile = "normalization.json";
 
