@@ -238,6 +238,9 @@ TEST_CASE("K ranks and 1 rank agree for every model and loss family and feedback
                         "data.workers=3", "train.epochs=2"}},
       {"packed shards", {"data.dataset=packed", "data.dir=" + data + "/packed", "data.image_size=32", "data.hflip=true",
                          "train.epochs=2"}},
+      {"resnet18 with the ImageNet stem, image folder",
+       {"data.dataset=folder", "data.dir=" + data + "/folder", "data.image_size=32", "model.type=resnet18",
+        "model.width=4", "model.stem=imagenet"}},
   };
   for (const auto& [label, overrides] : variants) {
     std::vector<std::string> all{"data.train_limit=500", "data.test_limit=250", "train.epochs=1"};
